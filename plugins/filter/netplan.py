@@ -27,6 +27,7 @@ K3S_DEFAULTS: dict[str, Any] = {
 }
 PLAN_FIELDS = (*K3S_DEFAULTS, "mlops_cluster_name", "mlops_environment")
 PLAN_FILE_HINT = "inventories/<env>/group_vars/all/network.yml"
+PLAN_EXAMPLES = {"mlops_cluster_name": "mlops", "mlops_environment": "dev"}
 
 # Kubernetes allocates one pod subnet per node of this size (kube-controller-manager's
 # node-cidr-mask-size defaults) and caps the service range (kube-apiserver rejects more
@@ -79,12 +80,26 @@ def parse_cidrs(field: str, value: Any) -> tuple[list[Network], list[dict[str, s
         problems.append(finding("error", "plan", f"{field} is empty", f"set {field} in {PLAN_FILE_HINT}"))
     for item in items:
         if "/" not in item:
-            problems.append(finding("error", "plan", f"{field}: {item!r} has no prefix length", f"write it as network/prefix, e.g. {K3S_DEFAULTS.get(field)}"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"{field}: {item!r} has no prefix length",
+                    f"write it as network/prefix, e.g. {K3S_DEFAULTS.get(field)}",
+                )
+            )
             continue
         try:
             iface = ipaddress.ip_interface(item)
         except ValueError as exc:
-            problems.append(finding("error", "plan", f"{field}: {item!r} is not a valid CIDR ({exc})", f"write {field} as network/prefix, e.g. {K3S_DEFAULTS.get(field)}"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"{field}: {item!r} is not a valid CIDR ({exc})",
+                    f"write {field} as network/prefix, e.g. {K3S_DEFAULTS.get(field)}",
+                )
+            )
             continue
         net = iface.network
         if iface.ip != net.network_address:
@@ -93,9 +108,7 @@ def parse_cidrs(field: str, value: Any) -> tuple[list[Network], list[dict[str, s
             continue
         reason = _unusable_reason(net)
         if reason:
-            problems.append(
-                finding("error", "plan", f"{field}: {net} is a {reason} range", "choose a private range, e.g. 10.44.0.0/16")
-            )
+            problems.append(finding("error", "plan", f"{field}: {net} is a {reason} range", "choose a private range, e.g. 10.44.0.0/16"))
             continue
         nets.append(net)
     families = [n.version for n in nets]
@@ -122,7 +135,12 @@ def parse_addresses(field: str, value: Any) -> tuple[list[Address], list[dict[st
             addrs.append(ipaddress.ip_address(item))
         except ValueError:
             problems.append(
-                finding("error", "plan", f"{field}: {item!r} is not an IP address", f"write a plain address, e.g. {K3S_DEFAULTS['k3s_cluster_dns']}")
+                finding(
+                    "error",
+                    "plan",
+                    f"{field}: {item!r} is not an IP address",
+                    f"write a plain address, e.g. {K3S_DEFAULTS['k3s_cluster_dns']}",
+                )
             )
     return addrs, problems
 
@@ -165,20 +183,23 @@ def normalize_pools(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, st
                 import yaml  # only needed for the rarer YAML-in-a-string form
 
                 value = yaml.safe_load(value)
-            except Exception as exc:  # noqa: BLE001 - any parse error is reported the same way
+            except Exception as exc:  # any YAML error is reported the same way
                 problems.append(
                     finding(
                         "error",
                         "plan",
                         f"{field} could not be parsed as JSON or YAML: {str(exc).splitlines()[0]} (got {value!r})",
-                        f"with -e, pass a JSON object, e.g. -e '{{\"{field}\": {example}}}'; key=value form splits at spaces, so write its JSON without any",
+                        f"with -e, pass a JSON object, e.g. -e '{{\"{field}\": {example}}}'; "
+                        "key=value form splits at spaces, so write its JSON without any",
                     )
                 )
                 return [], problems
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
-        problems.append(finding("error", "plan", f"{field} must be a list of {{name, addresses}}, got {type(value).__name__}", f"e.g. {example}"))
+        problems.append(
+            finding("error", "plan", f"{field} must be a list of {{name, addresses}}, got {type(value).__name__}", f"e.g. {example}")
+        )
         return [], problems
     pools: list[dict[str, Any]] = []
     seen_names: set[str] = set()
@@ -189,16 +210,34 @@ def normalize_pools(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, st
             continue
         name = str(raw.get("name", ""))
         if not DNS_LABEL.match(name):
-            problems.append(finding("error", "plan", f"{where}.name {name!r} is not a valid Kubernetes name", "use lower-case letters, digits and '-', e.g. default"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"{where}.name {name!r} is not a valid Kubernetes name",
+                    "use lower-case letters, digits and '-', e.g. default",
+                )
+            )
         elif name in seen_names:
             problems.append(finding("error", "plan", f"{where}.name {name!r} is used by two pools", "give every pool its own name"))
         seen_names.add(name)
         unknown = sorted(set(raw) - {"name", "addresses", "protocol", "auto_assign", "avoid_buggy_ips"})
         if unknown:
-            problems.append(finding("error", "plan", f"{where} has unknown keys {unknown}", "allowed: name, addresses, protocol, auto_assign, avoid_buggy_ips"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"{where} has unknown keys {unknown}",
+                    "allowed: name, addresses, protocol, auto_assign, avoid_buggy_ips",
+                )
+            )
         protocol = raw.get("protocol", "layer2")
         if protocol not in POOL_PROTOCOLS:
-            problems.append(finding("error", "plan", f"{where}.protocol {protocol!r} is not one of {list(POOL_PROTOCOLS)}", "use layer2 (default) or bgp"))
+            problems.append(
+                finding(
+                    "error", "plan", f"{where}.protocol {protocol!r} is not one of {list(POOL_PROTOCOLS)}", "use layer2 (default) or bgp"
+                )
+            )
         addresses = raw.get("addresses")
         if isinstance(addresses, str):
             addresses = [addresses]
@@ -210,7 +249,14 @@ def normalize_pools(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, st
             try:
                 nets = parse_range(str(text))
             except ValueError as exc:
-                problems.append(finding("error", "plan", f"{where}.addresses: {text!r} is not valid: {exc}", "write a CIDR (10.0.0.0/28) or a range (10.0.0.10-10.0.0.20)"))
+                problems.append(
+                    finding(
+                        "error",
+                        "plan",
+                        f"{where}.addresses: {text!r} is not valid: {exc}",
+                        "write a CIDR (10.0.0.0/28) or a range (10.0.0.10-10.0.0.20)",
+                    )
+                )
                 continue
             entries.append({"text": str(text).strip(), "networks": nets})
         pools.append({"name": name, "protocol": protocol, "auto_assign": bool(raw.get("auto_assign", True)), "entries": entries})
@@ -232,17 +278,38 @@ def resolve_plan(raw: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, st
         if value is None or (isinstance(value, str) and not value.strip()):
             if field in K3S_DEFAULTS and field != "metallb_address_pools":
                 value = K3S_DEFAULTS[field]
-                problems.append(finding("warning", "plan", f"{field} is not set; using the K3s default {value}", f"state it in {PLAN_FILE_HINT} so every consumer sees the same value"))
+                problems.append(
+                    finding(
+                        "warning",
+                        "plan",
+                        f"{field} is not set; using the K3s default {value}",
+                        f"state it in {PLAN_FILE_HINT} so every consumer sees the same value",
+                    )
+                )
             elif field == "metallb_address_pools":
                 value = []
             else:
-                problems.append(finding("error", "plan", f"{field} is not set", f"set {field} in {PLAN_FILE_HINT} (lower-case DNS label, e.g. {'mlops' if field == 'mlops_cluster_name' else 'dev'})"))
+                problems.append(
+                    finding(
+                        "error",
+                        "plan",
+                        f"{field} is not set",
+                        f"set {field} in {PLAN_FILE_HINT} (a lower-case DNS label, e.g. {PLAN_EXAMPLES[field]})",
+                    )
+                )
         values[field] = value
 
     for field in ("mlops_cluster_name", "mlops_environment"):
         value = values[field]
         if value is not None and not DNS_LABEL.match(str(value)):
-            problems.append(finding("error", "plan", f"{field} {value!r} is not a lower-case DNS label", "use lower-case letters, digits and '-' (it names NFS folders, StorageClasses and namespaces)"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"{field} {value!r} is not a lower-case DNS label",
+                    "use lower-case letters, digits and '-' (it names NFS folders, StorageClasses and namespaces)",
+                )
+            )
 
     pods, p = parse_cidrs("k3s_cluster_cidr", values["k3s_cluster_cidr"])
     problems += p
@@ -256,42 +323,105 @@ def resolve_plan(raw: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, st
     for pod in pods:
         for svc in services:
             if pod.overlaps(svc):
-                problems.append(finding("error", "plan", f"k3s_cluster_cidr {pod} overlaps k3s_service_cidr {svc}", f"give them disjoint ranges, e.g. pods {pod} and services {suggest_free(svc.prefixlen, svc.version, [pod])}"))
+                problems.append(
+                    finding(
+                        "error",
+                        "plan",
+                        f"k3s_cluster_cidr {pod} overlaps k3s_service_cidr {svc}",
+                        f"give them disjoint ranges, e.g. pods {pod} and services {suggest_free(svc.prefixlen, svc.version, [pod])}",
+                    )
+                )
     for pod in pods:
         mask = NODE_MASK[pod.version]
         if pod.prefixlen > mask:
-            problems.append(finding("error", "plan", f"k3s_cluster_cidr {pod} is smaller than one node's /{mask} pod subnet", f"use /{mask - 8} or larger, e.g. {suggest_free(16, 4, services) if pod.version == 4 else 'a /56'}"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"k3s_cluster_cidr {pod} is smaller than one node's /{mask} pod subnet",
+                    f"use /{mask - 8} or larger, e.g. {suggest_free(16, 4, services) if pod.version == 4 else 'a /56'}",
+                )
+            )
     for svc in services:
         bits = svc.max_prefixlen - svc.prefixlen
         if bits > MAX_SERVICE_BITS:
-            problems.append(finding("error", "plan", f"k3s_service_cidr {svc} has {bits} host bits; kube-apiserver accepts at most {MAX_SERVICE_BITS}", f"use /{svc.max_prefixlen - MAX_SERVICE_BITS} or smaller, e.g. /16"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"k3s_service_cidr {svc} has {bits} host bits; kube-apiserver accepts at most {MAX_SERVICE_BITS}",
+                    f"use /{svc.max_prefixlen - MAX_SERVICE_BITS} or smaller, e.g. /16",
+                )
+            )
 
     for address in dns:
         same_family = [s for s in services if s.version == address.version]
         if not same_family:
-            problems.append(finding("error", "plan", f"k3s_cluster_dns {address} has no IPv{address.version} k3s_service_cidr to live in", "use an address inside k3s_service_cidr"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"k3s_cluster_dns {address} has no IPv{address.version} k3s_service_cidr to live in",
+                    "use an address inside k3s_service_cidr",
+                )
+            )
             continue
         svc = same_family[0]
         if address not in svc:
-            problems.append(finding("error", "plan", f"k3s_cluster_dns {address} is not inside k3s_service_cidr {svc}", f"use an address inside it, e.g. {svc.network_address + 10}"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"k3s_cluster_dns {address} is not inside k3s_service_cidr {svc}",
+                    f"use an address inside it, e.g. {svc.network_address + 10}",
+                )
+            )
         elif address == svc.network_address or (svc.version == 4 and address == svc.broadcast_address):
-            problems.append(finding("error", "plan", f"k3s_cluster_dns {address} is the {'network' if address == svc.network_address else 'broadcast'} address of {svc}", f"use e.g. {svc.network_address + 10}"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"k3s_cluster_dns {address} is the {'network' if address == svc.network_address else 'broadcast'} address of {svc}",
+                    f"use e.g. {svc.network_address + 10}",
+                )
+            )
         elif address == svc.network_address + 1:
-            problems.append(finding("error", "plan", f"k3s_cluster_dns {address} is the first address of {svc}, which Kubernetes gives to the 'kubernetes' API service", f"use e.g. {svc.network_address + 10}"))
+            problems.append(
+                finding(
+                    "error",
+                    "plan",
+                    f"k3s_cluster_dns {address} is the first address of {svc}, which Kubernetes gives to the 'kubernetes' API service",
+                    f"use e.g. {svc.network_address + 10}",
+                )
+            )
 
     pool_nets = [(pool["name"], entry["text"], net) for pool in pools for entry in pool["entries"] for net in entry["networks"]]
     for name, text, net in pool_nets:
         for field, ranges in (("k3s_cluster_cidr", pods), ("k3s_service_cidr", services)):
             for rng in ranges:
                 if net.overlaps(rng):
-                    problems.append(finding("error", "plan", f"MetalLB pool {name!r} ({text}) overlaps {field} {rng}", "take pool addresses from the node network, outside the pod and service ranges"))
+                    problems.append(
+                        finding(
+                            "error",
+                            "plan",
+                            f"MetalLB pool {name!r} ({text}) overlaps {field} {rng}",
+                            "take pool addresses from the node network, outside the pod and service ranges",
+                        )
+                    )
     reported: set[tuple[str, str]] = set()
     for i, (name_a, text_a, net_a) in enumerate(pool_nets):
         for name_b, text_b, net_b in pool_nets[i + 1 :]:
             key = (f"{name_a}:{text_a}", f"{name_b}:{text_b}")
             if (name_a, text_a) != (name_b, text_b) and net_a.overlaps(net_b) and key not in reported:
                 reported.add(key)
-                problems.append(finding("error", "plan", f"MetalLB pool {name_a!r} ({text_a}) overlaps pool {name_b!r} ({text_b})", "make the pools disjoint"))
+                problems.append(
+                    finding(
+                        "error",
+                        "plan",
+                        f"MetalLB pool {name_a!r} ({text_a}) overlaps pool {name_b!r} ({text_b})",
+                        "make the pools disjoint",
+                    )
+                )
 
     plan = {
         "mlops_cluster_name": values["mlops_cluster_name"],
@@ -311,7 +441,10 @@ def suggest_free(prefixlen: int, version: int, avoid: Sequence[Any]) -> str:
     if version == 6:
         parents = [ipaddress.ip_network("fd42::/16")]
     else:
-        parents = [ipaddress.ip_network(p) for p in ("10.44.0.0/14", "10.48.0.0/12", "10.64.0.0/10", "10.128.0.0/9", "10.0.0.0/11", "172.16.0.0/12", "192.168.0.0/16")]
+        parents = [
+            ipaddress.ip_network(p)
+            for p in ("10.44.0.0/14", "10.48.0.0/12", "10.64.0.0/10", "10.128.0.0/9", "10.0.0.0/11", "172.16.0.0/12", "192.168.0.0/16")
+        ]
     for parent in parents:
         if prefixlen < parent.prefixlen:
             continue
@@ -344,7 +477,12 @@ def _host_nets(report: dict[str, Any], ignored: Sequence[str]) -> tuple[list[dic
     routes = []
     for route in report.get("routes") or []:
         dst = route.get("dst", "")
-        if dst in ("default", "") or route.get("table") == "local" or route.get("type") in ("local", "broadcast", "multicast", "anycast") or skip(route.get("dev", "")):
+        if (
+            dst in ("default", "")
+            or route.get("table") == "local"
+            or route.get("type") in ("local", "broadcast", "multicast", "anycast")
+            or skip(route.get("dev", ""))
+        ):
             continue
         try:
             net = ipaddress.ip_network(dst, strict=False)
@@ -376,7 +514,9 @@ def check_host_networks(plan: dict[str, Any], reports: Sequence[dict[str, Any]],
     avoid: list[Any] = []
     for addresses, routes in collected.values():
         avoid += [a["interface"].network for a in addresses] + [r["network"] for r in routes]
-    pool_nets = [(p["name"], e["text"], n, p["protocol"]) for p in plan["metallb_address_pools"] for e in p["entries"] for n in e["networks"]]
+    pool_nets = [
+        (p["name"], e["text"], n, p["protocol"]) for p in plan["metallb_address_pools"] for e in p["entries"] for n in e["networks"]
+    ]
     fixers = {"k3s_cluster_cidr": _pod_fix, "k3s_service_cidr": _service_fix}
 
     for host, (addresses, routes) in collected.items():
@@ -387,10 +527,26 @@ def check_host_networks(plan: dict[str, Any], reports: Sequence[dict[str, Any]],
                 for rng in plan[field]:
                     if ip in rng:
                         flagged.append((field, ip))
-                        problems.append(finding("error", "network", f"{ip} on {ifname} of {host} is inside {field} {rng}", fixers[field](plan, avoid, rng.version, rng.prefixlen), host))
+                        problems.append(
+                            finding(
+                                "error",
+                                "network",
+                                f"{ip} on {ifname} of {host} is inside {field} {rng}",
+                                fixers[field](plan, avoid, rng.version, rng.prefixlen),
+                                host,
+                            )
+                        )
             for name, text, net, _ in pool_nets:
                 if ip in net:
-                    problems.append(finding("error", "network", f"{ip} on {ifname} of {host} is inside MetalLB pool {name!r} ({text})", "MetalLB would hand out a node's own address: shrink the pool so it excludes every node address", host))
+                    problems.append(
+                        finding(
+                            "error",
+                            "network",
+                            f"{ip} on {ifname} of {host} is inside MetalLB pool {name!r} ({text})",
+                            "MetalLB would hand out a node's own address: shrink the pool so it excludes every node address",
+                            host,
+                        )
+                    )
         for route in routes:
             net = route["network"]
             via = f" via {route['gateway']}" if route["gateway"] else ""
@@ -398,11 +554,27 @@ def check_host_networks(plan: dict[str, Any], reports: Sequence[dict[str, Any]],
                 for rng in plan[field]:
                     already = any(f == field and ip in net for f, ip in flagged)
                     if net.overlaps(rng) and not already:
-                        problems.append(finding("error", "network", f"route {net}{via} dev {route['dev']} on {host} overlaps {field} {rng}", fixers[field](plan, avoid, rng.version, rng.prefixlen), host))
+                        problems.append(
+                            finding(
+                                "error",
+                                "network",
+                                f"route {net}{via} dev {route['dev']} on {host} overlaps {field} {rng}",
+                                fixers[field](plan, avoid, rng.version, rng.prefixlen),
+                                host,
+                            )
+                        )
             if route["gateway"]:
                 for name, text, pnet, _ in pool_nets:
                     if net.overlaps(pnet):
-                        problems.append(finding("warning", "network", f"route {net}{via} dev {route['dev']} on {host} overlaps MetalLB pool {name!r} ({text})", "pool addresses should live on the nodes' own L2 segment, not behind a router", host))
+                        problems.append(
+                            finding(
+                                "warning",
+                                "network",
+                                f"route {net}{via} dev {route['dev']} on {host} overlaps MetalLB pool {name!r} ({text})",
+                                "pool addresses should live on the nodes' own L2 segment, not behind a router",
+                                host,
+                            )
+                        )
 
     subnets = [a["interface"].network for addresses, _ in collected.values() for a in addresses if not a["interface"].ip.is_loopback]
     if reports:
@@ -411,7 +583,14 @@ def check_host_networks(plan: dict[str, Any], reports: Sequence[dict[str, Any]],
                 continue
             for entry in pool["entries"]:
                 if not all(any(n.subnet_of(s) for s in subnets if s.version == n.version) for n in entry["networks"]):
-                    problems.append(finding("warning", "network", f"MetalLB layer2 pool {pool['name']!r} ({entry['text']}) is not inside any host subnet", "layer2 answers ARP/NDP only on the node network: take the pool from a subnet the nodes are on"))
+                    problems.append(
+                        finding(
+                            "warning",
+                            "network",
+                            f"MetalLB layer2 pool {pool['name']!r} ({entry['text']}) is not inside any host subnet",
+                            "layer2 answers ARP/NDP only on the node network: take the pool from a subnet the nodes are on",
+                        )
+                    )
     return problems
 
 
@@ -454,28 +633,70 @@ def check_host_facts(report: dict[str, Any], req: dict[str, Any]) -> list[dict[s
     supported = req.get("supported_os", [])
     if not any(family == s["family"] and dist in s["distributions"] and major in [str(v) for v in s["major_versions"]] for s in supported):
         names = "; ".join(f"{'/'.join(s['distributions'])} {'/'.join(map(str, s['major_versions']))}" for s in supported)
-        problems.append(finding("error", "os", f"{host} runs {dist} {major} ({family}), which is not supported", f"use one of: {names}", host))
+        problems.append(
+            finding("error", "os", f"{host} runs {dist} {major} ({family}), which is not supported", f"use one of: {names}", host)
+        )
     arch = report.get("architecture")
     if arch not in req.get("architectures", []):
         problems.append(finding("error", "os", f"{host} is {arch}", f"K3s hosts here must be one of {req.get('architectures')}", host))
 
     need = _group_requirements(managed, req.get("group_minimums", {}))
     if report.get("vcpus", 0) < need.get("vcpus", 0):
-        problems.append(finding("error", "sizing", f"{host} has {report.get('vcpus')} vCPUs; {'/'.join(managed)} needs {need['vcpus']}", "add CPUs or move the host to a lighter group", host))
+        problems.append(
+            finding(
+                "error",
+                "sizing",
+                f"{host} has {report.get('vcpus')} vCPUs; {'/'.join(managed)} needs {need['vcpus']}",
+                "add CPUs or move the host to a lighter group",
+                host,
+            )
+        )
     if report.get("memory_mb", 0) < need.get("memory_mb", 0):
-        problems.append(finding("error", "sizing", f"{host} has {report.get('memory_mb')} MB of memory; {'/'.join(managed)} needs {need['memory_mb']} MB", "add memory or move the host to a lighter group", host))
+        problems.append(
+            finding(
+                "error",
+                "sizing",
+                f"{host} has {report.get('memory_mb')} MB of memory; {'/'.join(managed)} needs {need['memory_mb']} MB",
+                "add memory or move the host to a lighter group",
+                host,
+            )
+        )
     for path, gigabytes in need["disk"].items():
         mount = _mount_for(path, report.get("mounts") or [])
         free_gb = (mount or {}).get("size_available", 0) / 1024**3
         if mount is None or free_gb < gigabytes:
             where = f"{mount['mount']} (holding {path})" if mount else path
-            problems.append(finding("error", "sizing", f"{host} has {free_gb:.1f} GiB free on {where}; needs {gigabytes} GiB", f"free space or mount a larger disk at {path}", host))
+            problems.append(
+                finding(
+                    "error",
+                    "sizing",
+                    f"{host} has {free_gb:.1f} GiB free on {where}; needs {gigabytes} GiB",
+                    f"free space or mount a larger disk at {path}",
+                    host,
+                )
+            )
 
     in_cluster = "k3s_cluster" in groups or bool(groups & {"k3s_server", "k3s_agent"})
     if in_cluster and report.get("swap_mb", 0) > 0:
-        problems.append(finding("error" if req.get("swap_fatal") else "warning", "host", f"{host} has {report.get('swap_mb')} MB of swap enabled", "the common role turns swap off (kubelet expects none)", host))
+        problems.append(
+            finding(
+                "error" if req.get("swap_fatal") else "warning",
+                "host",
+                f"{host} has {report.get('swap_mb')} MB of swap enabled",
+                "the common role turns swap off (kubelet expects none)",
+                host,
+            )
+        )
     if in_cluster and not report.get("time_sync_active"):
-        problems.append(finding("error" if req.get("time_sync_fatal") else "warning", "host", f"{host} runs no time sync service (chronyd, systemd-timesyncd or ntpd)", "the common role installs and starts chrony; embedded etcd needs clocks in sync", host))
+        problems.append(
+            finding(
+                "error" if req.get("time_sync_fatal") else "warning",
+                "host",
+                f"{host} runs no time sync service (chronyd, systemd-timesyncd or ntpd)",
+                "the common role installs and starts chrony; embedded etcd needs clocks in sync",
+                host,
+            )
+        )
 
     from fnmatch import fnmatch
 
@@ -489,7 +710,16 @@ def check_host_facts(report: dict[str, Any], req: dict[str, Any]) -> list[dict[s
                 owner = sock.get("name") or "unknown"
                 if any(fnmatch(owner, p) for p in owners):
                     continue
-                problems.append(finding("error", "ports", f"{want['port']}/{want.get('proto', 'tcp')} ({want.get('purpose', 'K3s')}) on {host} is taken by {owner} (pid {sock.get('pid', '?')})", "stop that service or move it to another port", host))
+                problems.append(
+                    finding(
+                        "error",
+                        "ports",
+                        f"{want['port']}/{want.get('proto', 'tcp')} ({want.get('purpose', 'K3s')}) on {host}"
+                        f" is taken by {owner} (pid {sock.get('pid', '?')})",
+                        "stop that service or move it to another port",
+                        host,
+                    )
+                )
     return problems
 
 
@@ -520,19 +750,36 @@ def _fmt_nets(nets: Sequence[Any]) -> str:
 
 def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return [indent + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return [indent + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
-def render_report(plan: dict[str, Any], reports: Sequence[dict[str, Any]], problems: Sequence[dict[str, str]], ignored: Sequence[str]) -> str:
-    lines = [f"mlops-metal preflight: cluster {plan.get('mlops_cluster_name') or '?'}, environment {plan.get('mlops_environment') or '?'}, {len(reports)} host(s)", "", "Network plan"]
+def render_report(
+    plan: dict[str, Any], reports: Sequence[dict[str, Any]], problems: Sequence[dict[str, str]], ignored: Sequence[str]
+) -> str:
+    lines = [
+        f"mlops-metal preflight: cluster {plan.get('mlops_cluster_name') or '?'},"
+        f" environment {plan.get('mlops_environment') or '?'}, {len(reports)} host(s)",
+        "",
+        "Network plan",
+    ]
     rows = [["field", "value", "size"]]
     for field in ("k3s_cluster_cidr", "k3s_service_cidr"):
         nets = plan[field]
-        size = ", ".join(f"{n.num_addresses:,} addresses" + (f", {2 ** max(0, NODE_MASK[n.version] - n.prefixlen):,} nodes" if field == "k3s_cluster_cidr" else "") for n in nets)
+        size = ", ".join(
+            f"{n.num_addresses:,} addresses"
+            + (f", {2 ** max(0, NODE_MASK[n.version] - n.prefixlen):,} nodes" if field == "k3s_cluster_cidr" else "")
+            for n in nets
+        )
         rows.append([field, _fmt_nets(nets), size])
     rows.append(["k3s_cluster_dns", _fmt_nets(plan["k3s_cluster_dns"]), ""])
     for pool in plan["metallb_address_pools"]:
-        rows.append([f"metallb pool {pool['name']}", ", ".join(e["text"] for e in pool["entries"]), f"{count_addresses(n for e in pool['entries'] for n in e['networks']):,} addresses, {pool['protocol']}"])
+        rows.append(
+            [
+                f"metallb pool {pool['name']}",
+                ", ".join(e["text"] for e in pool["entries"]),
+                f"{count_addresses(n for e in pool['entries'] for n in e['networks']):,} addresses, {pool['protocol']}",
+            ]
+        )
     if not plan["metallb_address_pools"]:
         rows.append(["metallb_address_pools", "-", "none: LoadBalancer services stay pending"])
     lines += _table(rows)
@@ -543,7 +790,14 @@ def render_report(plan: dict[str, Any], reports: Sequence[dict[str, Any]], probl
     host_rows = [["host", "groups", "addresses", "verdict"]]
     for report in reports:
         addresses, _ = _host_nets(report, ignored)
-        shown = ", ".join(f"{a['ifname']} {a['interface']}" for a in addresses if not (a["interface"].ip.is_link_local or a["interface"].ip.is_loopback)) or "-"
+        shown = (
+            ", ".join(
+                f"{a['ifname']} {a['interface']}"
+                for a in addresses
+                if not (a["interface"].ip.is_link_local or a["interface"].ip.is_loopback)
+            )
+            or "-"
+        )
         mine = by_host.get(report["name"], [])
         errors = sum(1 for p in mine if p["severity"] == "error")
         verdict = f"{errors} error(s)" if errors else ("warnings" if mine else "ok")
@@ -571,7 +825,15 @@ def preflight(raw_plan: dict[str, Any], reports: Sequence[dict[str, Any]], requi
         problems += check_host_facts(report, requirements)
     problems += check_uniqueness(reports, requirements.get("managed_groups", []))
     for missing in requirements.get("missing_hosts", []):
-        problems.append(finding("error", "hosts", f"{missing} could not be checked (unreachable, or fact collection failed)", "make the host reachable over ssh with Python 3, then run preflight again", missing))
+        problems.append(
+            finding(
+                "error",
+                "hosts",
+                f"{missing} could not be checked (unreachable, or fact collection failed)",
+                "make the host reachable over ssh with Python 3, then run preflight again",
+                missing,
+            )
+        )
     errors = sum(1 for p in problems if p["severity"] == "error")
     return {
         "errors": errors,

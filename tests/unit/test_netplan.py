@@ -135,7 +135,11 @@ def test_every_problem_is_reported_not_just_the_first():
 
 def test_dual_stack_values():
     resolved, problems = netplan.resolve_plan(
-        plan(k3s_cluster_cidr="10.42.0.0/16,fd42:42::/56", k3s_service_cidr=["10.43.0.0/16", "fd42:43::/112"], k3s_cluster_dns="10.43.0.10,fd42:43::a")
+        plan(
+            k3s_cluster_cidr="10.42.0.0/16,fd42:42::/56",
+            k3s_service_cidr=["10.43.0.0/16", "fd42:43::/112"],
+            k3s_cluster_dns="10.43.0.10,fd42:43::a",
+        )
     )
     assert errors(problems) == []
     assert netplan.plan_as_data(resolved)["k3s_service_cidr"] == "10.43.0.0/16,fd42:43::/112"
@@ -190,7 +194,9 @@ def test_bad_pool_addresses(address, expected):
 
 
 def test_pool_shape_errors():
-    _, problems = netplan.normalize_pools([{"name": "Bad Name", "addresses": []}, {"name": "x", "addresses": ["10.0.0.0/30"], "protocl": "bgp"}, "nope"])
+    _, problems = netplan.normalize_pools(
+        [{"name": "Bad Name", "addresses": []}, {"name": "x", "addresses": ["10.0.0.0/30"], "protocl": "bgp"}, "nope"]
+    )
     messages = errors(problems)
     assert any("[0].name" in m for m in messages)
     assert any("[0].addresses must be a non-empty list" in m for m in messages)
@@ -281,7 +287,12 @@ def test_pool_containing_a_node_address():
 
 
 def test_layer2_pool_outside_host_subnets_warns_and_bgp_does_not():
-    raw = plan(metallb_address_pools=[{"name": "l2", "addresses": ["172.30.0.0/28"]}, {"name": "b", "protocol": "bgp", "addresses": ["172.31.0.0/28"]}])
+    raw = plan(
+        metallb_address_pools=[
+            {"name": "l2", "addresses": ["172.30.0.0/28"]},
+            {"name": "b", "protocol": "bgp", "addresses": ["172.31.0.0/28"]},
+        ]
+    )
     problems = run_hosts(raw, [host()])
     assert errors(problems) == []
     assert warnings(problems) == ["MetalLB layer2 pool 'l2' (172.30.0.0/28) is not inside any host subnet"]
@@ -309,7 +320,10 @@ def test_host_fact_problems_are_all_reported():
         swap_mb=2048,
         time_sync_active=[],
         mounts=[{"mount": "/", "size_available": 2 * 1024**3}],
-        listening=[{"port": 6443, "protocol": "tcp", "name": "nginx", "pid": 42}, {"port": 6443, "protocol": "tcp6", "name": "k3s-server", "pid": 7}],
+        listening=[
+            {"port": 6443, "protocol": "tcp", "name": "nginx", "pid": 42},
+            {"port": 6443, "protocol": "tcp6", "name": "k3s-server", "pid": 7},
+        ],
     )
     problems = netplan.check_host_facts(report, REQ)
     text = "\n".join(p["message"] for p in problems)
@@ -324,7 +338,10 @@ def test_host_fact_problems_are_all_reported():
 
 
 def test_strictest_group_requirement_wins_and_longest_mount_matches():
-    report = host(groups=("k3s_server", "nfs_server"), mounts=[{"mount": "/", "size_available": 50 * 1024**3}, {"mount": "/srv", "size_available": 5 * 1024**3}])
+    report = host(
+        groups=("k3s_server", "nfs_server"),
+        mounts=[{"mount": "/", "size_available": 50 * 1024**3}, {"mount": "/srv", "size_available": 5 * 1024**3}],
+    )
     messages = errors(netplan.check_host_facts(report, REQ))
     assert messages == ["node1 has 5.0 GiB free on /srv (holding /srv/nfs); needs 20 GiB"]
 
@@ -349,7 +366,14 @@ def test_preflight_collects_everything_and_renders_a_report():
     result = netplan.preflight(raw, reports, {**REQ, "missing_hosts": ["n3"]})
     assert result["errors"] == 5
     report = result["report"]
-    for expected in ("10.43.100.94 on eth0 of n1", "10.43.100.95 on eth0 of n2", "k3s_cluster_dns 10.99.0.1", "has 1 vCPUs", "n3 could not be checked", "Verdict: FAIL"):
+    for expected in (
+        "10.43.100.94 on eth0 of n1",
+        "10.43.100.95 on eth0 of n2",
+        "k3s_cluster_dns 10.99.0.1",
+        "has 1 vCPUs",
+        "n3 could not be checked",
+        "Verdict: FAIL",
+    ):
         assert expected in report
 
 

@@ -1,0 +1,158 @@
+"""Repository-wide promises: pins agree, docs are fresh, example plans are sound, no secrets."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import netplan
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+INVENTORIES = sorted(p.name for p in (ROOT / "inventories").iterdir() if p.is_dir())
+EXAMPLE_VAULT_PASSWORD = "example-only-not-a-secret"  # documented in docs/secrets.md; guards placeholders only
+
+
+def installed_collection_version(fqcn: str) -> str:
+    import ansible_collections
+
+    namespace, name = fqcn.split(".")
+    for base in ansible_collections.__path__:
+        manifest = Path(base) / namespace / name / "MANIFEST.json"
+        if manifest.exists():
+            return json.loads(manifest.read_text())["collection_info"]["version"]
+    raise AssertionError(f"{fqcn} is not installed")
+
+
+def test_requirements_yml_matches_the_pinned_ansible_package():
+    wanted = yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]
+    assert wanted, "requirements.yml lists no collections"
+    for entry in wanted:
+        assert str(entry["version"]) == installed_collection_version(entry["name"]), entry["name"]
+
+
+def test_every_python_tool_is_pinned_exactly():
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    for line in filter(None, lines):
+        assert re.fullmatch(r"[A-Za-z0-9_.\[\]-]+==[0-9][0-9A-Za-z.]*", line), f"not pinned exactly: {line}"
+
+
+@pytest.mark.parametrize("role", sorted(p.name for p in (ROOT / "roles").iterdir() if p.is_dir()))
+def test_every_role_has_spec_readme_and_os_vars(role):
+    base = ROOT / "roles" / role
+    for rel in ("meta/argument_specs.yml", "meta/main.yml", "README.md", "vars/RedHat.yml", "vars/Debian.yml"):
+        assert (base / rel).is_file(), f"{role} lacks {rel}"
+
+
+def test_role_readmes_are_generated_and_current():
+    result = subprocess.run([sys.executable, "tools/role_docs.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_stale_readme_and_spec_drift_are_caught(tmp_path):
+    roles = tmp_path / "roles"
+    shutil.copytree(ROOT / "roles" / "preflight", roles / "preflight")
+    spec_file = roles / "preflight" / "meta" / "argument_specs.yml"
+    spec_file.write_text(spec_file.read_text().replace("Validate the network plan", "Check the network plan"))
+    defaults = roles / "preflight" / "defaults" / "main.yml"
+    defaults.write_text(defaults.read_text().replace("preflight_swap_fatal: false", "preflight_swap_fatal: true"))
+    result = subprocess.run(
+        [sys.executable, "tools/role_docs.py", "--check", "--roles", str(roles)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "README.md is stale" in result.stderr
+    assert "default of preflight_swap_fatal differs" in result.stderr
+
+
+def inventory(env: str) -> dict:
+    out = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", f"inventories/{env}", "--list"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_example_inventory_plans_are_sound(env):
+    """Each shipped plan passes preflight's plan checks, with node addresses from ansible_host."""
+    data = inventory(env)
+    hostvars = data["_meta"]["hostvars"]
+    any_host = next(iter(hostvars.values()))
+    raw = {field: any_host.get(field) for field in netplan.PLAN_FIELDS}
+    plan, problems = netplan.resolve_plan(raw)
+    assert [p for p in problems if p["severity"] == "error"] == []
+    reports = []
+    for name, hv in hostvars.items():
+        address = hv.get("ansible_host")
+        if address and not ipaddress.ip_address(address).is_loopback:
+            # The example node networks are /24s: the pool's layer2 check needs the subnet.
+            reports.append(
+                {"name": name, "addresses": [{"ifname": "eth0", "addr_info": [{"family": "inet", "local": address, "prefixlen": 24}]}]}
+            )
+    problems = netplan.check_host_networks(plan, reports, [])
+    assert problems == [] if reports else True, problems
+
+
+def test_groups_are_populated_in_every_real_inventory():
+    for env in (e for e in INVENTORIES if e != "local"):  # local is the controller alone
+        groups = set(inventory(env)) - {"_meta"}
+        assert {"k3s_server", "k3s_agent", "k3s_cluster", "nfs_server"} <= groups, env
+
+
+def test_prod_has_ha_servers_agents_and_storage():
+    data = inventory("prod")
+    assert len(data["k3s_server"]["hosts"]) >= 3 and len(data["k3s_server"]["hosts"]) % 2 == 1
+    assert len(data["k3s_agent"]["hosts"]) >= 2
+    assert len(data["nfs_server"]["hosts"]) == 1
+
+
+SECRET_KEY = re.compile(r"(password|passwd|secret|token|private_key|access_key)", re.I)
+
+
+def literal_secrets(node, where: str = "") -> list[str]:
+    """Keys that look like secrets but hold a literal value instead of a vault reference."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if SECRET_KEY.search(str(key)) and isinstance(value, str) and not value.strip().startswith("{{"):
+                found.append(f"{where}{key}")
+            found += literal_secrets(value, f"{where}{key}.")
+    elif isinstance(node, list):
+        for item in node:
+            found += literal_secrets(item, where)
+    return found
+
+
+def test_secret_detector_flags_literals_and_allows_vault_references():
+    assert literal_secrets({"db": {"postgres_password": "hunter2", "k3s_token": "{{ vault_k3s_token }}"}}) == ["db.postgres_password"]
+
+
+def test_no_plaintext_secrets_in_inventories():
+    for path in (ROOT / "inventories").rglob("*.y*ml"):
+        text = path.read_text()
+        if text.startswith("$ANSIBLE_VAULT"):
+            continue
+        assert "vault" not in path.name, f"{path} looks like a vault file but is not encrypted"
+        assert literal_secrets(yaml.safe_load(text)) == [], f"{path}: reference vault_ variables instead"
+
+
+def test_example_vault_file_is_encrypted_and_holds_placeholders(tmp_path):
+    example = ROOT / "docs" / "examples" / "vault.yml"
+    assert example.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+    password = tmp_path / "pw"
+    password.write_text(EXAMPLE_VAULT_PASSWORD)
+    plain = subprocess.run(
+        [str(BIN / "ansible-vault"), "view", "--vault-password-file", str(password), str(example)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    values = yaml.safe_load(plain)
+    assert set(values) >= {"vault_k3s_token", "vault_postgres_password"}
+    assert all(v == "placeholder-generate-your-own" for v in values.values())
