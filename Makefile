@@ -8,16 +8,23 @@ PY          := $(VENV)/bin/python
 REQ_HASH    := $(shell sha256sum requirements.txt | cut -c1-16)
 STAMP       := $(VENV)/.installed-$(REQ_HASH)
 INVENTORIES := $(sort $(wildcard inventories/*))
+# Inventories with a cluster to render (local is the controller alone).
+CLUSTER_ENVS := $(filter-out local,$(notdir $(INVENTORIES)))
+CHECKOV_STAMP := $(VENV)/checkov/.installed-$(shell sha256sum requirements-checkov.txt | cut -c1-16)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 
-.PHONY: help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest clean
+# Debian packages for the test hosts (systemd-nspawn containers) and namespace tests.
+HOST_PACKAGES := iproute2 mmdebstrap systemd-container iptables openssh-client
+
+.PHONY: host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
 
 help:
 	@echo "make demo    set up, then run preflight against this machine (inventories/local)"
 	@echo "make test    set up, then run every check CI runs"
+	@echo "make render  write what the cluster layer would deploy to build/<env>/ (no hosts needed)"
 	@echo "make docs    regenerate roles/*/README.md from meta/argument_specs.yml"
 	@echo "make clean   remove the virtualenv and build output"
 
@@ -34,10 +41,19 @@ $(STAMP): requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 	@echo "setup: tools installed in $(VENV) ($$($(VENV)/bin/ansible --version | head -1))"
 
+host-deps:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "host-deps: installing" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "host-deps: missing" $$missing "(install them as root with apt-get)" >&2; exit 1; fi; \
+	fi
+
 demo: setup
 	ansible-playbook playbooks/preflight.yml -i inventories/local
 
-test: setup lint docs-check syntax pytest
+test: setup host-deps lint docs-check syntax validate checkov pytest
 	@echo "make test: all checks passed"
 
 lint: yamllint ansible-lint ruff
@@ -64,6 +80,27 @@ syntax: setup
 	  ansible-playbook --syntax-check -i $$inv site.yml >/dev/null; \
 	  for pb in playbooks/*.yml; do ansible-playbook --syntax-check -i $$inv $$pb >/dev/null; done; \
 	done
+
+# Render every cluster inventory, then validate every object strictly (K8s schemas of the
+# pinned K3s minor, in-repo CRD schemas, K3s config schema).
+render: setup
+	@for env in $(CLUSTER_ENVS); do \
+	  rm -rf build/$$env/manifests build/$$env/nodes; \
+	  echo "render inventories/$$env -> build/$$env"; \
+	  ansible-playbook playbooks/render.yml -i inventories/$$env >/dev/null; \
+	done
+
+validate: render
+	$(PY) tools/validate_manifests.py $(addprefix build/,$(CLUSTER_ENVS))
+
+# checkov pins packaging<24 (pytest 9 needs newer): it lives in its own venv.
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@[ -x $(VENV)/checkov/bin/python ] || python3 -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@rm -f $(VENV)/checkov/.installed-* && touch $@
+
+checkov: render $(CHECKOV_STAMP)
+	$(VENV)/checkov/bin/checkov --config-file .checkov.yaml $(addprefix -d build/,$(CLUSTER_ENVS)) -d roles -d playbooks
 
 pytest: setup
 	$(PY) -m pytest
