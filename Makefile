@@ -22,7 +22,7 @@ HOST_PACKAGES := iproute2 mmdebstrap systemd-container iptables openssh-client
 .PHONY: host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
 
 help:
-	@echo "make demo    set up, then run preflight against this machine (inventories/local)"
+	@echo "make demo    set up, run preflight against this machine, render and validate the prod cluster layer"
 	@echo "make test    set up, then run every check CI runs"
 	@echo "make render  write what the cluster layer would deploy to build/<env>/ (no hosts needed)"
 	@echo "make docs    regenerate roles/*/README.md from meta/argument_specs.yml"
@@ -52,6 +52,13 @@ host-deps:
 
 demo: setup
 	ansible-playbook playbooks/preflight.yml -i inventories/local
+	rm -rf build/prod/manifests build/prod/nodes
+	ansible-playbook playbooks/render.yml -i inventories/prod >/dev/null
+	$(PY) tools/validate_manifests.py build/prod
+	@echo; echo "demo: what the cluster layer would put on the prod hosts (make render does every inventory):"
+	@cd build/prod && find nodes manifests -type f | sort | sed 's/^/  build\/prod\//'
+	@echo "  e.g. build/prod/nodes/prod-server2/etc/rancher/k3s/config.yaml:"
+	@sed 's/^/    /' build/prod/nodes/prod-server2/etc/rancher/k3s/config.yaml
 
 test: setup host-deps lint docs-check syntax validate checkov pytest
 	@echo "make test: all checks passed"
