@@ -3,24 +3,16 @@
 #   nspawn-host.sh start NAME IP PUBKEY   boot NAME at IP (in 10.231.0.0/24), root ssh with PUBKEY
 #   nspawn-host.sh stop NAME
 # Works on a host whose PID 1 is not systemd (--keep-unit --register=no, own cgroup per guest).
-# The bridge NATs guest traffic so apt inside reaches the configured Debian mirror.
+# The bridge lets guests reach each other, this machine and the Debian mirror (net.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-bridge=mmbr0 bridge_ip=10.231.0.1 net=10.231.0.0/24
+bridge=mmbr0 bridge_ip=10.231.0.1
 state=/run/mlops-testhosts
 cmd=$1 name=$2
 dir=/var/lib/machines/$name
 mkdir -p "$state"
 
-bridge_up() {
-  ip link show "$bridge" >/dev/null 2>&1 && return
-  ip link add "$bridge" type bridge
-  ip addr add "$bridge_ip/24" dev "$bridge"
-  ip link set "$bridge" up
-  sysctl -qw net.ipv4.ip_forward=1
-  iptables -t nat -C POSTROUTING -s "$net" ! -o "$bridge" -j MASQUERADE 2>/dev/null ||
-    iptables -t nat -A POSTROUTING -s "$net" ! -o "$bridge" -j MASQUERADE
-}
+bridge_up() { "$here/net.sh" up "$bridge" "$bridge_ip/24"; }
 
 cgroups() { for h in unified systemd; do [ -d "/sys/fs/cgroup/$h" ] && echo "/sys/fs/cgroup/$h/mlops-testhosts/$name"; done; }
 
