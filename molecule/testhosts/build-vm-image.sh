@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Build (once) a bootable Debian 12 disk image for test VMs, where the kernel matters
+# (nfsd, NFS client, iSCSI, kernel modules, sysctls, swap). No installer: mmdebstrap into a
+# directory, then mkfs.ext4 -d into a raw image; kernel and initrd are kept beside it for
+# QEMU's direct kernel boot. Cached under a name derived from this script's hash.
+# Prints the directory holding base.raw, vmlinuz, initrd.img and the ssh key id_ed25519.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${MLOPS_TESTHOST_CACHE:-/var/cache/mlops-metal/testhosts}
+tag=$(sha256sum "$here/build-vm-image.sh" | cut -c1-12)
+out="$cache/vm-$tag"
+if [ -s "$out/base.raw" ]; then echo "$out"; exit 0; fi
+mkdir -p "$out"
+mirror=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+[ -n "$mirror" ] || mirror=$(awk '/^deb / && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+[ -n "$mirror" ] || { echo "build-vm-image: no Debian mirror found in /etc/apt" >&2; exit 1; }
+[ -f "$out/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C mlops-metal-testvm -f "$out/id_ed25519"
+rootfs="$out/rootfs"
+rm -rf "$rootfs"
+# update_initramfs=no: regenerating the initramfs under software emulation costs minutes, and
+# the VMs boot the kernel and initrd kept outside the image anyway.
+mmdebstrap --variant=minbase --mode=root --skip=cleanup/apt/lists \
+  --include=linux-image-amd64,initramfs-tools,zstd,systemd,systemd-sysv,dbus,udev,kmod,openssh-server,python3,python3-apt,iproute2,procps,ca-certificates,sudo,netbase \
+  --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"; echo "COMPRESS=zstd" > "$1/etc/initramfs-tools/conf.d/compress"' \
+  --customize-hook='rm -f "$1/etc/hostname"; printf "/dev/vda / ext4 defaults,errors=remount-ro 0 1\n" > "$1/etc/fstab"' \
+  --customize-hook='chroot "$1" systemctl enable systemd-networkd systemd-network-generator' \
+  --customize-hook='chroot "$1" systemctl mask systemd-networkd-wait-online.service getty@tty1.service apt-daily.timer apt-daily-upgrade.timer e2scrub_reap.service' \
+  --customize-hook='mkdir -p "$1/root/.ssh"; chmod 700 "$1/root/.ssh"' \
+  --customize-hook="install -m 0600 '$out/id_ed25519.pub' \"\$1/root/.ssh/authorized_keys\"" \
+  --customize-hook='sed -i "s/^update_initramfs=.*/update_initramfs=no/" "$1/etc/initramfs-tools/update-initramfs.conf"' \
+  --customize-hook='printf "Acquire::Languages \"none\";\n" > "$1/etc/apt/apt.conf.d/99nolang"' \
+  bookworm "$rootfs" "deb $mirror bookworm main" "deb $mirror bookworm-updates main" >&2
+cp -L "$rootfs/vmlinuz" "$out/vmlinuz"
+cp -L "$rootfs/initrd.img" "$out/initrd.img"
+mkfs.ext4 -q -F -L vmroot -d "$rootfs" "$out/base.raw.partial" 4G
+rm -rf "$rootfs"
+mv "$out/base.raw.partial" "$out/base.raw"
+echo "$out"

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Real test VMs under QEMU (software emulation: /dev/kvm here cannot run a stock kernel).
+#   vm-host.sh start NAME IP     boot NAME at IP (in 10.232.0.0/24) from a copy-on-write overlay
+#   vm-host.sh stop NAME         power off and delete the overlay
+#   vm-host.sh key               print the ssh private key that logs in as root
+# Direct kernel boot; the guest's network comes from the kernel command line.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bridge=mmvmbr0 bridge_ip=10.232.0.1
+state=/run/mlops-testvms
+mkdir -p "$state"
+image=$("$here/build-vm-image.sh")
+ssh_opts=(-i "$image/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -o ConnectTimeout=2)
+cmd=$1
+case $cmd in
+key) echo "$image/id_ed25519" ;;
+start)
+  name=$2 ip=$3
+  "$0" stop "$name" >/dev/null 2>&1 || true
+  "$here/net.sh" up "$bridge" "$bridge_ip/24"
+  tap="mmt-$name"
+  tap=${tap:0:15}
+  ip link show "$tap" >/dev/null 2>&1 || ip tuntap add dev "$tap" mode tap
+  ip link set "$tap" master "$bridge" up
+  qemu-img create -q -f qcow2 -b "$image/base.raw" -F raw "$state/$name.qcow2"
+  mac=52:54:00:$(printf '%s' "$name" | md5sum | sed -E 's/^(..)(..)(..).*/\1:\2:\3/')
+  qemu-system-x86_64 -accel tcg,thread=multi,tb-size=128 -cpu max -machine q35 -smp "${VM_CPUS:-1}" -m "${VM_MEMORY:-1024}" \
+    -name "$name" -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.hostname=$name ip=$ip::$bridge_ip:255.255.255.0:$name:eth0:off" \
+    -drive "file=$state/$name.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap" \
+    -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" -device "virtio-net-pci,netdev=n0,mac=$mac" \
+    -device virtio-rng-pci -display none -serial "file:$state/$name.console.log" -monitor none \
+    -pidfile "$state/$name.pid" -daemonize
+  echo "$ip" >"$state/$name.ip"
+  for _ in $(seq "${VM_BOOT_TIMEOUT:-300}"); do
+    if ssh "${ssh_opts[@]}" "root@$ip" true 2>/dev/null; then echo "$name: $ip, ssh ready"; exit 0; fi
+    kill -0 "$(cat "$state/$name.pid")" 2>/dev/null || { echo "$name: qemu exited" >&2; tail -20 "$state/$name.console.log" >&2; exit 1; }
+    sleep 1
+  done
+  echo "$name: no ssh after ${VM_BOOT_TIMEOUT:-300} s" >&2
+  tail -30 "$state/$name.console.log" >&2
+  exit 1
+  ;;
+stop)
+  name=$2
+  if [ -f "$state/$name.pid" ]; then
+    pid=$(cat "$state/$name.pid")
+    ssh "${ssh_opts[@]}" "root@$(cat "$state/$name.ip")" 'systemctl poweroff' 2>/dev/null || true
+    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -TERM "$pid" 2>/dev/null || true
+  fi
+  tap="mmt-$name"
+  ip link del "${tap:0:15}" 2>/dev/null || true
+  rm -f "$state/$name".*
+  ;;
+*)
+  echo "usage: $0 start NAME IP | stop NAME | key" >&2
+  exit 2
+  ;;
+esac
