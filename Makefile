@@ -19,7 +19,10 @@ export PY_COLORS ?= 0
 # Debian packages for the test hosts (systemd-nspawn containers) and namespace tests.
 HOST_PACKAGES := iproute2 mmdebstrap systemd-container iptables openssh-client
 
-.PHONY: host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
+# Molecule scenarios on real systemd hosts (molecule/<scenario>/), run by make test.
+MOLECULE_SCENARIOS := firewall
+
+.PHONY: molecule host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
 
 help:
 	@echo "make demo    set up, run preflight against this machine, render and validate the prod cluster layer"
@@ -60,7 +63,7 @@ demo: setup
 	@echo "  e.g. build/prod/nodes/prod-server2/etc/rancher/k3s/config.yaml:"
 	@sed 's/^/    /' build/prod/nodes/prod-server2/etc/rancher/k3s/config.yaml
 
-test: setup host-deps lint docs-check syntax validate checkov pytest
+test: setup host-deps lint docs-check syntax validate checkov pytest molecule
 	@echo "make test: all checks passed"
 
 lint: yamllint ansible-lint ruff
@@ -111,6 +114,12 @@ checkov: render $(CHECKOV_STAMP)
 
 pytest: setup
 	$(PY) -m pytest
+
+molecule: setup host-deps
+	@for scenario in $(MOLECULE_SCENARIOS); do \
+	  start=$$(date +%s); molecule test -s $$scenario; \
+	  echo "molecule $$scenario: $$(( $$(date +%s) - start )) s"; \
+	done
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

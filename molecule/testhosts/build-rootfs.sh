@@ -9,9 +9,7 @@ tag=$(sha256sum "$here/build-rootfs.sh" | cut -c1-12)
 out="$cache/bookworm-systemd-$tag.tar"
 if [ -s "$out" ]; then echo "$out"; exit 0; fi
 mkdir -p "$cache"
-mirror=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-[ -n "$mirror" ] || mirror=$(awk '/^deb / && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-[ -n "$mirror" ] || { echo "build-rootfs: no Debian mirror found in /etc/apt" >&2; exit 1; }
+mirror=$("$here/net.sh" mirror-uri)
 tmp="$out.partial"
 # Keep apt lists so roles can install packages without an update; sshd regenerates host keys at boot.
 mmdebstrap --variant=minbase --format=tar --skip=cleanup/apt/lists \

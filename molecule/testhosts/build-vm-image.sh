@@ -11,9 +11,7 @@ tag=$(sha256sum "$here/build-vm-image.sh" | cut -c1-12)
 out="$cache/vm-$tag"
 if [ -s "$out/base.raw" ]; then echo "$out"; exit 0; fi
 mkdir -p "$out"
-mirror=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-[ -n "$mirror" ] || mirror=$(awk '/^deb / && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-[ -n "$mirror" ] || { echo "build-vm-image: no Debian mirror found in /etc/apt" >&2; exit 1; }
+mirror=$("$here/net.sh" mirror-uri)
 [ -f "$out/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C mlops-metal-testvm -f "$out/id_ed25519"
 rootfs="$out/rootfs"
 rm -rf "$rootfs"

@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Private bridge for test hosts, with egress limited to the configured Debian apt mirror.
 #   net.sh up BRIDGE GATEWAY_IP/24     net.sh down BRIDGE
+#   net.sh hosts-line                  "IP NAME" of the mirror, for a guest's /etc/hosts
+#   net.sh mirror-uri                  the Debian mirror this machine's apt uses
+# Guests get no DNS (the host's resolver is not theirs to use): the mirror is pinned instead.
 # Guests talk to each other and to this machine; leaving the bridge they may reach only the
 # apt mirror on tcp 80/443 (NAT). Everything else is dropped: tests send no traffic elsewhere.
 set -euo pipefail
-cmd=$1 bridge=$2
+cmd=$1 bridge=${2:-}
 chain=MM-${bridge^^}
-mirror_ips() {
-  local uri host
+mirror_uri() {
+  local uri
   uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  [ -n "$uri" ] || uri=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  host=$(echo "$uri" | sed -E 's#^[a-z]+://([^/:]+).*#\1#')
+  [ -n "$uri" ] || uri=$(awk '/^deb / && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$uri" ] || { echo "net.sh: no Debian mirror found in /etc/apt" >&2; return 1; }
+  echo "$uri"
+}
+mirror_host() { mirror_uri | sed -E 's#^[a-z]+://([^/:]+).*#\1#'; }
+mirror_ips() {
+  local host
+  host=$(mirror_host)
   [ -n "$host" ] && getent ahostsv4 "$host" | awk '{print $1}' | sort -u
 }
 case $cmd in
@@ -32,6 +41,11 @@ up)
   done
   iptables -A "$chain" -i "$bridge" -j DROP
   iptables -A "$chain" -o "$bridge" -j DROP
+  ;;
+mirror-uri) mirror_uri ;;
+hosts-line)
+  host=$(mirror_host)
+  for ip in $(mirror_ips); do echo "$ip $host"; break; done
   ;;
 down)
   ip link del "$bridge" 2>/dev/null || true

@@ -24,12 +24,13 @@ start)
   "$0" stop "$name" >/dev/null 2>&1 || true
   mkdir -p "$dir" && tar -C "$dir" -xf "$rootfs"
   echo "$name" >"$dir/etc/hostname"
+  printf '127.0.0.1 localhost\n127.0.1.1 %s\n%s\n' "$name" "$("$here/net.sh" hosts-line)" >"$dir/etc/hosts"
   install -m 0600 "$pubkey" "$dir/root/.ssh/authorized_keys"
   for cg in $(cgroups); do mkdir -p "$cg"; done
   (
     for cg in $(cgroups); do echo $BASHPID >"$cg/cgroup.procs"; done
     exec setsid systemd-nspawn --boot --keep-unit --register=no -M "$name" -D "$dir" \
-      --network-bridge="$bridge" --capability=CAP_NET_ADMIN,CAP_NET_RAW --resolv-conf=copy-host \
+      --network-bridge="$bridge" --capability=CAP_NET_ADMIN,CAP_NET_RAW --resolv-conf=off \
       </dev/null >"$state/$name.log" 2>&1
   ) &
   echo $! >"$state/$name.pid"

@@ -9,13 +9,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 bridge=mmvmbr0 bridge_ip=10.232.0.1
 state=/run/mlops-testvms
 mkdir -p "$state"
-image=$("$here/build-vm-image.sh")
-ssh_opts=(-i "$image/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -o ConnectTimeout=2)
+ssh_opts=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -o ConnectTimeout=2)
 cmd=$1
 case $cmd in
-key) echo "$image/id_ed25519" ;;
+key) echo "$("$here/build-vm-image.sh")/id_ed25519" ;;
 start)
   name=$2 ip=$3
+  image=$("$here/build-vm-image.sh")
+  ssh_opts+=(-i "$image/id_ed25519")
   "$0" stop "$name" >/dev/null 2>&1 || true
   "$here/net.sh" up "$bridge" "$bridge_ip/24"
   tap="mmt-$name"
@@ -32,8 +33,14 @@ start)
     -device virtio-rng-pci -display none -serial "file:$state/$name.console.log" -monitor none \
     -pidfile "$state/$name.pid" -daemonize
   echo "$ip" >"$state/$name.ip"
+  echo "$image/id_ed25519" >"$state/$name.key"
   for _ in $(seq "${VM_BOOT_TIMEOUT:-300}"); do
-    if ssh "${ssh_opts[@]}" "root@$ip" true 2>/dev/null; then echo "$name: $ip, ssh ready"; exit 0; fi
+    if ssh "${ssh_opts[@]}" "root@$ip" true 2>/dev/null; then
+      # No DNS for guests: pin the apt mirror, the only address they may reach outside.
+      ssh "${ssh_opts[@]}" "root@$ip" "printf '127.0.0.1 localhost\n127.0.1.1 %s\n%s\n' $name '$("$here/net.sh" hosts-line)' >/etc/hosts && : >/etc/resolv.conf"
+      echo "$name: $ip, ssh ready"
+      exit 0
+    fi
     kill -0 "$(cat "$state/$name.pid")" 2>/dev/null || { echo "$name: qemu exited" >&2; tail -20 "$state/$name.console.log" >&2; exit 1; }
     sleep 1
   done
@@ -45,7 +52,7 @@ stop)
   name=$2
   if [ -f "$state/$name.pid" ]; then
     pid=$(cat "$state/$name.pid")
-    ssh "${ssh_opts[@]}" "root@$(cat "$state/$name.ip")" 'systemctl poweroff' 2>/dev/null || true
+    ssh "${ssh_opts[@]}" -i "$(cat "$state/$name.key")" "root@$(cat "$state/$name.ip")" 'systemctl poweroff' 2>/dev/null || true
     for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     kill -TERM "$pid" 2>/dev/null || true
   fi
