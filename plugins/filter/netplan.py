@@ -12,6 +12,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Sequence
+from fnmatch import fnmatch
 from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -459,7 +460,6 @@ def suggest_free(prefixlen: int, version: int, avoid: Sequence[Any]) -> str:
 
 def _host_nets(report: dict[str, Any], ignored: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Addresses and route destinations of one host, without interfaces K3s itself creates."""
-    from fnmatch import fnmatch
 
     def skip(dev: str) -> bool:
         return any(fnmatch(dev or "", pattern) for pattern in ignored)
@@ -697,8 +697,6 @@ def check_host_facts(report: dict[str, Any], req: dict[str, Any]) -> list[dict[s
                 host,
             )
         )
-
-    from fnmatch import fnmatch
 
     owners = req.get("port_owner_patterns", [])
     listening = report.get("listening") or []
