@@ -162,3 +162,15 @@ def test_checkov_gate_fails_on_a_privileged_workload(tmp_path):
     result = run(str(CHECKOV), "--config-file", ".checkov.yaml", "-d", str(tmp_path))
     assert result.returncode != 0
     assert "CKV_K8S_16" in result.output  # "Container should not be privileged"
+
+
+def test_render_without_an_nfs_server_says_what_to_add(tmp_path):
+    inventory = tmp_path / "inventory"
+    shutil.copytree(ROOT / "inventories" / "dev", inventory)
+    (inventory / "hosts.yml").write_text(
+        "all:\n  children:\n    k3s_cluster:\n      children:\n        k3s_server:\n"
+        "          hosts:\n            s1: {ansible_host: 192.168.10.11}\n    nfs_server:\n"
+    )
+    result = run(str(BIN / "ansible-playbook"), "playbooks/render.yml", "-i", str(inventory), "-e", f"mlops_render_dir={tmp_path / 'out'}")
+    assert result.returncode != 0
+    assert "No NFS server for the StorageClasses: put a host in the nfs_server group" in result.output
