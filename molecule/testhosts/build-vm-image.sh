@@ -28,9 +28,10 @@ mmdebstrap --variant=minbase --mode=root --skip=cleanup/apt/lists \
   --customize-hook='sed -i "s/^update_initramfs=.*/update_initramfs=no/" "$1/etc/initramfs-tools/update-initramfs.conf"' \
   --customize-hook='printf "Acquire::Languages \"none\";\n" > "$1/etc/apt/apt.conf.d/99nolang"' \
   bookworm "$rootfs" "deb $mirror bookworm main" "deb $mirror bookworm-updates main" >&2
+# stdout carries only the result path: callers read it.
 cp -L "$rootfs/vmlinuz" "$out/vmlinuz"
 cp -L "$rootfs/initrd.img" "$out/initrd.img"
-mkfs.ext4 -q -F -L vmroot -d "$rootfs" "$out/base.raw.partial" 4G
+mkfs.ext4 -q -F -L vmroot -d "$rootfs" "$out/base.raw.partial" 4G >&2
 rm -rf "$rootfs"
 mv "$out/base.raw.partial" "$out/base.raw"
 echo "$out"
