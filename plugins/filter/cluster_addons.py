@@ -168,8 +168,7 @@ def _host_block(address: str) -> dict[str, Any]:
 
 def environment_namespaces(plan: dict[str, Any], settings: dict[str, Any]) -> list[dict[str, Any]]:
     """A namespace per environment, denying all traffic except what the platform needs."""
-    api_ips = [ip or host for ip, host in zip(settings["api_server_ips"], settings["api_server_hosts"], strict=True)]
-    api_ips = sorted({a for a in api_ips if _is_ip(a)})
+    api_ips = sorted({a for a in settings["api_server_addresses"] if _is_ip(a)})
     first_service_ips = [str(ipaddress.ip_network(c).network_address + 1) for c in plan["k3s_service_cidr"].split(",")]
     api_port = int(settings["api_port"])
     objects: list[dict[str, Any]] = []

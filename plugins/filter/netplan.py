@@ -868,6 +868,22 @@ def network_plan(raw_plan: dict[str, Any]) -> dict[str, Any]:
     return plan_as_data(plan)
 
 
+def node_address(host_vars: Any) -> str:
+    """The address K3s uses for a node, from one host's vars: the only place this is decided.
+
+    ``k3s_node_ip`` when set, else the default IPv4 address from facts, else ``ansible_host``
+    (render mode has no facts), else the inventory name.
+    """
+    explicit = host_vars.get("k3s_node_ip")
+    if explicit:
+        return str(explicit)
+    facts = host_vars.get("ansible_facts") or {}
+    gathered = (facts.get("default_ipv4") or {}).get("address")
+    if gathered:
+        return str(gathered)
+    return str(host_vars.get("ansible_host") or host_vars.get("inventory_hostname") or "")
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"mlops_preflight": preflight, "mlops_network_plan": network_plan}
+        return {"mlops_preflight": preflight, "mlops_network_plan": network_plan, "mlops_node_address": node_address}

@@ -28,8 +28,7 @@ SETTINGS = {
     "csi_nfs": {"version": "v4.11.0", "repo": "https://example.invalid/charts"},
     "nfs": {"server": "10.43.100.5", "share_root": "/srv/nfs/", "mount_options": ["nfsvers=4.2"], "reclaim_policy": "Retain"},
     "monitoring_namespace": "monitoring",
-    "api_server_ips": ["", "10.43.100.12", ""],
-    "api_server_hosts": ["10.43.100.11", "10.43.100.99", "server3.example"],
+    "api_server_addresses": ["10.43.100.11", "10.43.100.12", "server3.example"],
     "api_port": "6443",
 }
 
@@ -100,7 +99,7 @@ def test_environment_namespaces_deny_by_default_and_allow_what_the_platform_need
     assert prod["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     assert set(prod) == {"default-deny", "allow-dns", "allow-same-namespace", "allow-monitoring-scrape", "allow-exposed", "allow-kube-api"}
     api = prod["allow-kube-api"]["egress"][0]["to"]
-    # k3s_node_ip wins over ansible_host; names are not IPs and are left out; the service IP is the first of the range.
+    # Names are not IPs and are left out; the service IP is the first of the range.
     assert [b["ipBlock"]["cidr"] for b in api] == ["10.43.100.11/32", "10.43.100.12/32", "10.45.0.1/32"]
 
 

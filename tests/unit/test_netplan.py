@@ -389,3 +389,11 @@ def test_network_plan_filter_raises_with_every_error():
 def test_suggest_free_skips_taken_ranges():
     assert netplan.suggest_free(16, 4, ["10.44.0.0/16", "10.45.0.0/24"]) == "10.46.0.0/16"
     assert netplan.suggest_free(16, 6, []).startswith("fd42:")
+
+
+def test_node_address_precedence():
+    facts = {"ansible_facts": {"default_ipv4": {"address": "10.0.0.5"}}, "ansible_host": "10.0.0.9", "inventory_hostname": "n1"}
+    assert netplan.node_address({**facts, "k3s_node_ip": "10.0.0.1"}) == "10.0.0.1"
+    assert netplan.node_address(facts) == "10.0.0.5"
+    assert netplan.node_address({"ansible_facts": {}, "ansible_host": "10.0.0.9", "inventory_hostname": "n1"}) == "10.0.0.9"
+    assert netplan.node_address({"inventory_hostname": "n1"}) == "n1"
