@@ -19,18 +19,19 @@ export PY_COLORS ?= 0
 # Debian packages for the test hosts (systemd-nspawn containers) and namespace tests.
 HOST_PACKAGES := iproute2 mmdebstrap systemd-container iptables openssh-client
 
-# Molecule scenarios on real systemd hosts (molecule/<scenario>/), run by make test.
-MOLECULE_SCENARIOS := firewall
-# Scenarios on QEMU VMs (software emulation, minutes per converge): `make molecule-vm`,
-# not yet part of make test (see docs/verification.md).
-MOLECULE_VM_SCENARIOS := hosts-multi
+# Molecule scenarios (molecule/<scenario>/), all run by make test: systemd-nspawn containers
+# first, then QEMU VMs where the kernel matters. The single-VM scenarios run side by side
+# (one emulated CPU each); hosts-multi boots three VMs and runs alone.
+MOLECULE_SCENARIOS := firewall selinux
+MOLECULE_VM_SCENARIOS := common iscsi nfs_server
+MOLECULE_MULTI_SCENARIOS := hosts-multi
 VM_HOST_PACKAGES := qemu-system-x86 qemu-utils e2fsprogs
 run-scenarios = for scenario in $(1); do \
   start=$$(date +%s); molecule test -s $$scenario || exit 1; \
   echo "molecule $$scenario: $$(( $$(date +%s) - start )) s"; \
 done
 
-.PHONY: molecule molecule-vm host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
+.PHONY: molecule molecule-nspawn molecule-vm host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
 
 help:
 	@echo "make demo    set up, run preflight against this machine, render and validate the prod cluster layer"
@@ -123,12 +124,17 @@ checkov: render $(CHECKOV_STAMP)
 pytest: setup
 	$(PY) -m pytest
 
-molecule: setup host-deps
+molecule: molecule-nspawn molecule-vm
+
+molecule-nspawn: setup host-deps
 	@$(call run-scenarios,$(MOLECULE_SCENARIOS))
 
 molecule-vm: setup host-deps
 	@$(MAKE) --no-print-directory host-deps HOST_PACKAGES="$(VM_HOST_PACKAGES)"
-	@$(call run-scenarios,$(MOLECULE_VM_SCENARIOS))
+	@# Build (or reuse) the VM image once, before scenarios start in parallel.
+	@start=$$(date +%s); molecule/testhosts/build-vm-image.sh >/dev/null && echo "VM image ready in $$(( $$(date +%s) - start )) s"
+	@molecule/run-parallel.sh $(MOLECULE_VM_SCENARIOS)
+	@$(call run-scenarios,$(MOLECULE_MULTI_SCENARIOS))
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -58,3 +58,20 @@ def test_firewall_between_hosts(host, source, target, port, expected):
     if host.backend.get_hostname() != source:
         pytest.skip("probe runs from its source host only")
     assert probe(host, target, port) == expected
+
+
+def test_nodes_are_ready_for_k3s(request):
+    """The host layer as K3s and the CSI drivers need it, on every node."""
+    for name in NODES:
+        host = get(request, name)
+        modules = host.check_output("cut -d' ' -f1 /proc/modules").split()
+        assert {"br_netfilter", "overlay", "iscsi_tcp", "nfs"} <= set(modules), name
+        assert host.check_output("sysctl -n net.bridge.bridge-nf-call-iptables") == "1"
+        assert host.check_output("sysctl -n net.ipv4.ip_forward") == "1"
+        assert host.service("chrony").is_running and host.service("iscsid").is_running
+        assert host.service("firewalld").is_running
+
+
+def test_initiator_names_differ_between_nodes(request):
+    names = {get(request, n).check_output("grep ^InitiatorName= /etc/iscsi/initiatorname.iscsi") for n in NODES}
+    assert len(names) == len(NODES)

@@ -1,0 +1,35 @@
+"""Records -> the model's numeric matrix. The one encoding shared by training, serving and drift."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .schema import FEATURES, NUMERIC_FEATURES, STATES
+
+STATE_CODES: dict[str, int] = {state: code for code, state in enumerate(STATES)}
+NUMERIC_NAMES: tuple[str, ...] = tuple(f.name for f in NUMERIC_FEATURES)
+# Column index of the categorical feature in the matrix.
+STATE_COLUMN = len(NUMERIC_NAMES)
+
+
+def frame_to_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """A validated frame -> float64 matrix in FEATURES order; the state becomes its fixed code."""
+    numeric = frame[list(NUMERIC_NAMES)].to_numpy(dtype=np.float64)
+    codes = frame["state"].map(STATE_CODES).to_numpy(dtype=np.float64)
+    return np.column_stack([numeric, codes])
+
+
+def records_to_matrix(records: Iterable[Mapping[str, Any]]) -> np.ndarray:
+    """Validated records (already range-checked) -> matrix, without pandas on the hot path."""
+    return np.array(
+        [[float(r[name]) for name in NUMERIC_NAMES] + [float(STATE_CODES[r["state"]])] for r in records],
+        dtype=np.float64,
+    )
+
+
+def feature_names() -> list[str]:
+    return list(FEATURES)

@@ -1,0 +1,66 @@
+"""The registered model: a LightGBM booster wrapped as an MLflow pyfunc, so any MLflow client can score it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+
+from .features import STATE_COLUMN, frame_to_matrix
+from .schema import validate_batch
+
+
+class InvalidInput(ValueError):
+    """Rows that break the data contract; the message names each row's field and reason."""
+
+
+class HousePriceModel(mlflow.pyfunc.PythonModel):
+    """Predicts the listing price in US dollars from bed, bath, acre_lot, house_size and state."""
+
+    booster: lgb.Booster
+
+    def load_context(self, context: Any) -> None:
+        self.booster = lgb.Booster(model_file=context.artifacts["booster"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        result = validate_batch(pd.DataFrame(model_input), require_target=False)
+        if len(result.quarantined):
+            reasons = "; ".join(f"row {i}: {r}" for i, r in enumerate(result.quarantined["reason"].head(5)))
+            raise InvalidInput(reasons)
+        return self.predict_matrix(frame_to_matrix(result.valid))
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        return self.booster.predict(matrix, num_threads=1)
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    n_estimators: int = 400
+    learning_rate: float = 0.08
+    num_leaves: int = 48
+    min_child_samples: int = 40
+    subsample: float = 0.9
+    seed: int = 0
+
+    def lightgbm(self) -> dict[str, Any]:
+        return {
+            "objective": "regression",  # squared error on dollars: SHAP values add up in dollars too
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "bagging_fraction": self.subsample,
+            "bagging_freq": 1,
+            "seed": self.seed,
+            "num_threads": 2,
+            "verbose": -1,
+            "deterministic": True,
+        }
+
+
+def fit_booster(matrix: np.ndarray, target: np.ndarray, params: TrainingParams) -> lgb.Booster:
+    dataset = lgb.Dataset(matrix, label=target, categorical_feature=[STATE_COLUMN], free_raw_data=False)
+    return lgb.train(params.lightgbm(), dataset, num_boost_round=params.n_estimators)

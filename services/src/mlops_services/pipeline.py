@@ -1,0 +1,117 @@
+"""The pipeline's steps as plain functions (the CLI and the Airflow DAG call the same ones):
+ingest -> validate -> drift -> train -> evaluate -> promote -> reload the API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import urllib.request
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from . import drift, synth
+from .ingest import IngestReport, batch_uris, read_listings_csv, store_batch
+from .registry import CHAMPION, Decision, client_for, promote, version_for_alias
+from .settings import Settings
+from .storage import DataStore, content_id
+from .train import TrainResult, split_holdout, train_and_register
+
+log = logging.getLogger(__name__)
+
+
+def ingest(settings: Settings, csv: Path | None = None, rows: int = 20_000, seed: int = 0, drift_level: float = 0.0) -> IngestReport:
+    """A user CSV in the USA Real Estate layout, or a synthetic batch when none is given."""
+    store = DataStore(settings)
+    store.ensure_bucket()
+    frame = read_listings_csv(csv) if csv else synth.generate(rows, seed=seed, drift=drift_level)
+    return store_batch(store, frame)
+
+
+def build_snapshot(settings: Settings) -> tuple[str, pd.DataFrame]:
+    """Every valid batch so far, as one immutable snapshot named by its content."""
+    store = DataStore(settings)
+    uris = batch_uris(store)
+    if not uris:
+        raise RuntimeError("no batches ingested yet: run the ingest step first")
+    frame = pd.concat([store.get_frame(u) for u in uris], ignore_index=True)
+    key = f"snapshots/{content_id(frame)}.parquet"
+    if key not in store.list_keys("snapshots/"):
+        store.put_frame(key, frame)
+    return store.uri(key), frame
+
+
+def champion_snapshot(settings: Settings) -> str | None:
+    client = client_for(settings)
+    version = version_for_alias(client, settings.model_name, CHAMPION)
+    if version is None:
+        return None
+    return client.get_model_version(settings.model_name, version).tags.get("mlops.data_snapshot")
+
+
+def check_drift(settings: Settings, batch_uri: str) -> dict | None:
+    """Drift of a batch against the champion's training snapshot; report stored as an MLflow artifact."""
+    reference_uri = champion_snapshot(settings)
+    if reference_uri is None:
+        log.info("no champion yet: nothing to compare the batch with")
+        return None
+    store = DataStore(settings)
+    reference, current = store.get_frame(reference_uri), store.get_frame(batch_uri)
+    result = drift.detect(reference, current)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(settings.experiment)
+    with mlflow.start_run(run_name="drift"), tempfile.TemporaryDirectory() as scratch:
+        mlflow.set_tags({"mlops.kind": "drift", "mlops.reference": reference_uri, "mlops.batch": batch_uri})
+        mlflow.log_metrics(
+            {f"drift_{f.feature}": f.statistic for f in result.features} | {"drifted_features": len(result.drifted_features)}
+        )
+        report = Path(scratch) / "drift_report.html"
+        report.write_text(drift.html_report(result, reference, current, "Feature drift: champion's training data vs new batch"))
+        (Path(scratch) / "drift.json").write_text(json.dumps(result.as_dict(), indent=2))
+        mlflow.log_artifact(str(report))
+        mlflow.log_artifact(str(Path(scratch) / "drift.json"))
+    return result.as_dict()
+
+
+def train(settings: Settings) -> tuple[TrainResult, str]:
+    snapshot_uri, frame = build_snapshot(settings)
+    return train_and_register(frame, snapshot_uri, settings), snapshot_uri
+
+
+def evaluate_and_promote(settings: Settings, version: str, snapshot_uri: str) -> Decision:
+    """Champion and challenger scored on the same rows: the holdout of the challenger's snapshot."""
+    _, holdout = split_holdout(DataStore(settings).get_frame(snapshot_uri), settings.holdout_percent)
+    return promote(settings, version, holdout)
+
+
+def reload_api(settings: Settings) -> str:
+    if settings.reload_token is None:
+        return "skipped: MLOPS_RELOAD_TOKEN is not set"
+    request = urllib.request.Request(
+        f"{settings.api_url}/reload",
+        method="POST",
+        headers={"Authorization": f"Bearer {settings.reload_token.get_secret_value()}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())["status"]
+    except OSError as error:
+        return f"API not reachable at {settings.api_url}: {error}"
+
+
+def run(settings: Settings, csv: Path | None = None, rows: int = 20_000, seed: int = 0, drift_level: float = 0.0) -> dict:
+    report = ingest(settings, csv, rows, seed, drift_level)
+    drift_summary = check_drift(settings, report.valid_uri)
+    result, snapshot_uri = train(settings)
+    decision = evaluate_and_promote(settings, result.version, snapshot_uri)
+    reloaded = reload_api(settings) if decision.promoted else "not needed"
+    return {
+        "ingest": asdict(report),
+        "drift": drift_summary and {k: drift_summary[k] for k in ("dataset_drift", "drifted_features")},
+        "train": asdict(result),
+        "promotion": asdict(decision),
+        "reload": reloaded,
+    }

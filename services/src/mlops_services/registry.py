@@ -1,0 +1,110 @@
+"""Model lifecycle by MLflow aliases: @challenger (new), @champion (served), @previous (rollback target)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from .schema import FEATURES, TARGET
+from .settings import Settings
+from .train import score
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+
+
+@dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    challenger: str
+    champion_before: str | None
+    challenger_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    reasons: list[str]
+
+
+def client_for(settings: Settings) -> MlflowClient:
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return MlflowClient(settings.mlflow_tracking_uri)
+
+
+def version_for_alias(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def score_version(name: str, version: str, holdout: pd.DataFrame) -> dict[str, float]:
+    """Load the registered version itself (not its logged metrics) and score it on these rows."""
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return score(model.predict(holdout[list(FEATURES)]), holdout[TARGET].to_numpy())
+
+
+def promote(settings: Settings, challenger: str, holdout: pd.DataFrame) -> Decision:
+    """Give the challenger @champion only if it beats the champion on the same holdout by the margin
+    and meets the absolute floors; the champion it replaces becomes @previous."""
+    client = client_for(settings)
+    name = settings.model_name
+    champion = version_for_alias(client, name, CHAMPION)
+    challenger_metrics = score_version(name, challenger, holdout)
+    champion_metrics = score_version(name, champion, holdout) if champion and champion != challenger else None
+
+    reasons = []
+    if challenger_metrics["r2"] < settings.min_r2:
+        reasons.append(f"holdout R2 {challenger_metrics['r2']:.4f} < floor {settings.min_r2}")
+    if challenger_metrics["rmse"] > settings.max_rmse:
+        reasons.append(f"holdout RMSE {challenger_metrics['rmse']:.0f} > ceiling {settings.max_rmse:.0f}")
+    if champion_metrics is not None:
+        needed = champion_metrics["rmse"] * (1 - settings.promotion_margin)
+        if challenger_metrics["rmse"] > needed:
+            reasons.append(
+                f"holdout RMSE {challenger_metrics['rmse']:.0f} does not beat champion v{champion} "
+                f"({champion_metrics['rmse']:.0f}) by {settings.promotion_margin:.1%} (needs <= {needed:.0f})"
+            )
+    promoted = not reasons
+    if promoted:
+        if champion and champion != challenger:
+            client.set_registered_model_alias(name, PREVIOUS, champion)
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+        client.delete_registered_model_alias(name, CHALLENGER)
+    summary = "promoted" if promoted else "rejected: " + "; ".join(reasons)
+    client.set_model_version_tag(name, challenger, "mlops.promotion", summary)
+    for key, value in challenger_metrics.items():
+        client.set_model_version_tag(name, challenger, f"mlops.holdout_{key}", f"{value:.6g}")
+    return Decision(promoted, challenger, champion, challenger_metrics, champion_metrics, reasons)
+
+
+def rollback(settings: Settings) -> tuple[str, str]:
+    """@champion goes back to @previous. Returns (demoted, restored)."""
+    client = client_for(settings)
+    name = settings.model_name
+    champion = version_for_alias(client, name, CHAMPION)
+    previous = version_for_alias(client, name, PREVIOUS)
+    if champion is None or previous is None:
+        raise RuntimeError(f"nothing to roll back to: {name} has champion={champion}, previous={previous}")
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    client.set_model_version_tag(name, champion, "mlops.promotion", f"rolled back to v{previous}")
+    return champion, previous
+
+
+def history(settings: Settings) -> list[dict[str, object]]:
+    """Every version, newest first, with its aliases and promotion record (for the UI and the CLI)."""
+    client = client_for(settings)
+    versions = client.search_model_versions(f"name='{settings.model_name}'", order_by=["version_number DESC"])
+    return [
+        {
+            "version": v.version,
+            "aliases": list(v.aliases),
+            "created": pd.to_datetime(v.creation_timestamp, unit="ms").isoformat(),
+            "promotion": v.tags.get("mlops.promotion", ""),
+            "holdout_rmse": v.tags.get("mlops.holdout_rmse"),
+            "holdout_r2": v.tags.get("mlops.holdout_r2"),
+            "run_id": v.run_id,
+        }
+        for v in versions
+    ]

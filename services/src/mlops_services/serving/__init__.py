@@ -1,0 +1,1 @@
+"""FastAPI serving: predictions, MLflow's scoring protocol, SHAP explanations, metrics, hot reload."""

@@ -1,0 +1,54 @@
+"""Fixtures: one real local stack (PostgreSQL, SeaweedFS, MLflow) per test session, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlops_services.settings import Settings
+from mlops_services.stack import Ports, Stack
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    # Not under pytest's 0700 temp root: as root, PostgreSQL runs as the postgres user and must reach its data dir.
+    state = Path(tempfile.mkdtemp(prefix="mlops-stack-"))
+    state.chmod(0o755)
+    running = Stack(state, Ports.free())
+    try:
+        environment = running.up()
+    except BaseException:
+        running.down()
+        raise
+    saved = {k: os.environ.get(k) for k in environment}
+    os.environ.update(environment)
+    yield running
+    running.down()
+    shutil.rmtree(state, ignore_errors=True)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def settings(stack: Stack, tmp_path: Path) -> Settings:
+    """Settings against the live stack; each test gets its own model name and data bucket."""
+    suffix = uuid.uuid4().hex[:8]
+    return Settings(
+        model_name=f"house-price-{suffix}",
+        experiment=f"house-price-{suffix}",
+        data_bucket=f"data-{suffix}",
+        spool_dir=tmp_path / "spool",
+        reload_token="test-token-" + suffix,
+        log_flush_seconds=0.1,
+    )

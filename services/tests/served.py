@@ -1,0 +1,41 @@
+"""A real uvicorn server for an app, in a thread, on a free loopback port."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+
+from mlops_services.serving.app import create_app
+from mlops_services.settings import Settings
+from mlops_services.stack import free_port
+
+
+@contextmanager
+def serve(settings: Settings, wait_ready: bool = True):
+    port = free_port()
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    with httpx.Client(base_url=base, timeout=30) as client:
+        while time.monotonic() < deadline:
+            try:
+                status = client.get("/ready").status_code
+                if status == 200 or (not wait_ready and status == 503):
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise TimeoutError("API not ready")
+        try:
+            yield client, app
+        finally:
+            server.should_exit = True
+            thread.join(30)
