@@ -18,6 +18,15 @@ export PY_COLORS ?= 0
 
 # Debian packages for the test hosts (systemd-nspawn containers) and namespace tests.
 HOST_PACKAGES := iproute2 mmdebstrap systemd-container iptables openssh-client
+# The services' local stack runs Debian's PostgreSQL 15 binaries (a private cluster, own port).
+SERVICES_HOST_PACKAGES := postgresql-15
+SVC_VENV    := .venv-services
+SVC_PY      := $(SVC_VENV)/bin/python
+SVC_STAMP   := $(SVC_VENV)/.installed-$(shell cat services/requirements.lock services/pyproject.toml | sha256sum | cut -c1-16)
+# Where make demo keeps the local stack's state (PostgreSQL runs as the postgres user, so
+# every parent of this directory must be world-searchable).
+MLOPS_STATE_DIR ?= $(CURDIR)/.mlops-state
+export MLOPS_STATE_DIR
 
 # Molecule scenarios (molecule/<scenario>/), all run by make test: systemd-nspawn containers
 # first, then QEMU VMs where the kernel matters. The single-VM scenarios run side by side
@@ -31,7 +40,7 @@ run-scenarios = for scenario in $(1); do \
   echo "molecule $$scenario: $$(( $$(date +%s) - start )) s"; \
 done
 
-.PHONY: molecule molecule-nspawn molecule-vm host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
+.PHONY: molecule molecule-nspawn molecule-vm services-setup services-deps services-test demo-cluster demo-services demo-down host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
 
 help:
 	@echo "make demo    set up, run preflight against this machine, render and validate the prod cluster layer"
@@ -62,7 +71,26 @@ host-deps:
 	  else echo "host-deps: missing" $$missing "(install them as root with apt-get)" >&2; exit 1; fi; \
 	fi
 
-demo: setup
+# services/ has its own virtualenv: MLflow, LightGBM, SHAP and friends pin versions that have
+# nothing to do with Ansible's.
+services-setup: $(SVC_STAMP)
+$(SVC_STAMP): services/requirements.lock services/pyproject.toml
+	@[ -x $(SVC_PY) ] || python3 -m venv $(SVC_VENV)
+	$(SVC_PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(SVC_PY) -m pip install --quiet --disable-pip-version-check -r services/requirements.lock
+	$(SVC_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e services
+	@rm -f $(SVC_VENV)/.installed-* && touch $@
+
+services-deps:
+	@$(MAKE) --no-print-directory host-deps HOST_PACKAGES="$(SERVICES_HOST_PACKAGES)"
+
+# Unit and live tests of services/: the suite starts its own PostgreSQL, SeaweedFS and MLflow on free loopback ports.
+services-test: services-setup services-deps
+	cd services && ../$(SVC_PY) -m pytest
+
+demo: setup demo-cluster demo-services
+
+demo-cluster: setup
 	ansible-playbook playbooks/preflight.yml -i inventories/local
 	rm -rf build/prod/manifests build/prod/nodes
 	ansible-playbook playbooks/render.yml -i inventories/prod >/dev/null
@@ -72,7 +100,14 @@ demo: setup
 	@echo "  e.g. build/prod/nodes/prod-server2/etc/rancher/k3s/config.yaml:"
 	@sed 's/^/    /' build/prod/nodes/prod-server2/etc/rancher/k3s/config.yaml
 
-test: setup host-deps lint docs-check syntax validate checkov pytest molecule
+# The ML platform on loopback: PostgreSQL, SeaweedFS, MLflow, one pipeline run, API and UI.
+demo-services: services-setup services-deps
+	$(SVC_VENV)/bin/mlops demo up --state "$(MLOPS_STATE_DIR)"
+
+demo-down: services-setup
+	$(SVC_VENV)/bin/mlops demo down --state "$(MLOPS_STATE_DIR)"
+
+test: setup host-deps lint docs-check syntax validate checkov pytest services-test molecule
 	@echo "make test: all checks passed"
 
 lint: yamllint ansible-lint ruff
@@ -137,4 +172,4 @@ molecule-vm: setup host-deps
 	@$(call run-scenarios,$(MOLECULE_MULTI_SCENARIOS))
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SVC_VENV) build .pytest_cache .ruff_cache

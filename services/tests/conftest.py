@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from mlops_services import pipeline
+from mlops_services.model import TrainingParams
 from mlops_services.settings import Settings
+from mlops_services.train import train_and_register
+
+from .served import serve
 from mlops_services.stack import Ports, Stack
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -52,3 +57,22 @@ def settings(stack: Stack, tmp_path: Path) -> Settings:
         reload_token="test-token-" + suffix,
         log_flush_seconds=0.1,
     )
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        model_name=f"api-{suffix}",
+        experiment=f"api-{suffix}",
+        data_bucket=f"api-{suffix}",
+        spool_dir=f"/tmp/mlops-api-spool-{suffix}",
+        reload_token="token-" + suffix,
+        log_flush_seconds=0.1,
+    )
+    pipeline.ingest(settings, rows=6_000, seed=1)
+    snapshot_uri, frame = pipeline.build_snapshot(settings)
+    first = train_and_register(frame, snapshot_uri, settings, TrainingParams(n_estimators=15, num_leaves=8))
+    assert pipeline.evaluate_and_promote(settings, first.version, snapshot_uri).promoted
+    with serve(settings) as (client, app):
+        yield client, app, settings, (snapshot_uri, frame)

@@ -24,27 +24,6 @@ HOUSE = {"bed": 3, "bath": 2, "acre_lot": 0.25, "house_size": 1800, "state": "Te
 MANSION = {"bed": 6, "bath": 5, "acre_lot": 2.0, "house_size": 5200, "state": "California"}
 
 
-@pytest.fixture(scope="module")
-def api(stack):
-    import uuid
-
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        model_name=f"api-{suffix}",
-        experiment=f"api-{suffix}",
-        data_bucket=f"api-{suffix}",
-        spool_dir=f"/tmp/mlops-api-spool-{suffix}",
-        reload_token="token-" + suffix,
-        log_flush_seconds=0.1,
-    )
-    pipeline.ingest(settings, rows=6_000, seed=1)
-    snapshot_uri, frame = pipeline.build_snapshot(settings)
-    first = train_and_register(frame, snapshot_uri, settings, TrainingParams(n_estimators=15, num_leaves=8))
-    assert pipeline.evaluate_and_promote(settings, first.version, snapshot_uri).promoted
-    with serve(settings) as (client, app):
-        yield client, app, settings, (snapshot_uri, frame)
-
-
 def test_predict_one_and_many(api):
     client, _, _settings, _ = api
     one = client.post("/predict", json=HOUSE)

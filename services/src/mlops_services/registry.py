@@ -96,10 +96,14 @@ def history(settings: Settings) -> list[dict[str, object]]:
     """Every version, newest first, with its aliases and promotion record (for the UI and the CLI)."""
     client = client_for(settings)
     versions = client.search_model_versions(f"name='{settings.model_name}'", order_by=["version_number DESC"])
+    # search results carry no aliases: the registered model has the alias -> version map.
+    aliases: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(settings.model_name).aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
     return [
         {
             "version": v.version,
-            "aliases": list(v.aliases),
+            "aliases": sorted(aliases.get(str(v.version), [])),
             "created": pd.to_datetime(v.creation_timestamp, unit="ms").isoformat(),
             "promotion": v.tags.get("mlops.promotion", ""),
             "holdout_rmse": v.tags.get("mlops.holdout_rmse"),
@@ -108,3 +112,21 @@ def history(settings: Settings) -> list[dict[str, object]]:
         }
         for v in versions
     ]
+
+
+def latest_drift_report(settings: Settings) -> tuple[str, str] | None:
+    """(run id, HTML) of the newest drift run in the experiment, or None."""
+    client_for(settings)
+    runs = mlflow.search_runs(
+        experiment_names=[settings.experiment],
+        filter_string="tags.`mlops.kind` = 'drift'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    if not runs:
+        return None
+    run_id = runs[0].info.run_id
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="drift_report.html")
+    with open(path, encoding="utf-8") as report:
+        return run_id, report.read()

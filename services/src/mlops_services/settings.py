@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
     s3_endpoint_url: str = Field("http://127.0.0.1:8333", validation_alias=AliasChoices("MLFLOW_S3_ENDPOINT_URL"))
 
-    db_url: str = Field("postgresql://mlops@127.0.0.1:5432/mlops", description="PostgreSQL for the inference log")
+    db_url: str = Field("postgresql://mlops@127.0.0.1:15432/mlops", description="PostgreSQL for the inference log")
     # Used inside MLflow search filters: letters, digits, dot, dash and underscore only.
     model_name: str = Field("house-price", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     experiment: str = "house-price"

@@ -54,7 +54,7 @@ def http_ok(url: str) -> bool:
 
 @dataclass
 class Ports:
-    postgres: int = 5432
+    postgres: int = 15432  # not 5432: Debian's own cluster may be listening there
     s3: int = 8333
     mlflow: int = 5000
     weed_master: int = 9333
@@ -157,6 +157,11 @@ class Stack:
         c = self.credentials()
         # PostgreSQL refuses to run as root: the cluster belongs to the postgres system user then.
         user = "postgres" if os.geteuid() == 0 else None
+        if user and subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(self.state)], check=False).returncode:
+            raise PermissionError(
+                f"{self.state}: the {user} user cannot reach this directory (PostgreSQL refuses to run as root). "
+                "Fix: point MLOPS_STATE_DIR at a directory whose parents are world-searchable, e.g. /var/tmp/mlops-demo."
+            )
         if not (data / "PG_VERSION").exists():
             data.mkdir(parents=True, exist_ok=True)
             pwfile = self.state / "pgpass.tmp"
@@ -343,6 +348,13 @@ class Stack:
             env={k: env[k] for k in ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")},
         )
         wait_for(lambda: http_ok(f"http://{self.host}:{self.ports.mlflow}/health"), "MLflow server", timeout=180, proc=proc)
+
+    def start_app(self, name: str, argv: list[str], ready_url: str, env: dict[str, str], timeout: float = 180) -> None:
+        """The API or the UI as a background process with the stack's environment, waited on until it answers."""
+        if self._running(name):
+            return
+        proc = self._spawn(name, argv, env={**self.environment(), **env})
+        wait_for(lambda: http_ok(ready_url), name, timeout=timeout, proc=proc)
 
     def up(self) -> dict[str, str]:
         self.state.mkdir(parents=True, exist_ok=True)
