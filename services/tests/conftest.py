@@ -14,10 +14,10 @@ import pytest
 from mlops_services import pipeline
 from mlops_services.model import TrainingParams
 from mlops_services.settings import Settings
+from mlops_services.stack import Ports, Stack
 from mlops_services.train import train_and_register
 
 from .served import serve
-from mlops_services.stack import Ports, Stack
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 

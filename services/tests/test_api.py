@@ -15,10 +15,7 @@ from mlops_services import pipeline
 from mlops_services.model import TrainingParams
 from mlops_services.schema import FEATURES
 from mlops_services.serving.inference_log import wait_drained
-from mlops_services.settings import Settings
 from mlops_services.train import train_and_register
-
-from .served import serve
 
 HOUSE = {"bed": 3, "bath": 2, "acre_lot": 0.25, "house_size": 1800, "state": "Texas"}
 MANSION = {"bed": 6, "bath": 5, "acre_lot": 2.0, "house_size": 5200, "state": "California"}
