@@ -40,7 +40,7 @@ run-scenarios = for scenario in $(1); do \
   echo "molecule $$scenario: $$(( $$(date +%s) - start )) s"; \
 done
 
-.PHONY: molecule molecule-nspawn molecule-vm services-setup services-deps services-test demo-cluster demo-services demo-down host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
+.PHONY: bench molecule molecule-nspawn molecule-vm services-setup services-deps services-test demo-cluster demo-services demo-down host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
 
 help:
 	@echo "make demo    set up, run preflight against this machine, render and validate the prod cluster layer"
@@ -87,6 +87,11 @@ services-deps:
 # Unit and live tests of services/: the suite starts its own PostgreSQL, SeaweedFS and MLflow on free loopback ports.
 services-test: services-setup services-deps
 	cd services && ../$(SVC_PY) -m pytest
+
+# Measured figures for docs/benchmarks.md (minutes; not part of make test: numbers, not verdicts).
+bench: services-setup services-deps
+	@$(MAKE) --no-print-directory host-deps HOST_PACKAGES="wrk"
+	$(SVC_PY) services/bench/run_bench.py
 
 demo: setup demo-cluster demo-services
 
