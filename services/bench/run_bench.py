@@ -66,7 +66,11 @@ def wrk(url: str, body: dict | list, connections: int, threads: int = 1) -> dict
 
 def start(argv: list[str], env: dict, ready: str, log: Path) -> subprocess.Popen:
     proc = subprocess.Popen(argv, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for(lambda: http_ok(ready), " ".join(argv[:3]), timeout=300, proc=proc)
+    try:
+        wait_for(lambda: http_ok(ready), " ".join(argv[:3]), timeout=300, proc=proc)
+    except (RuntimeError, TimeoutError):
+        print(log.read_text()[-3000:], file=sys.stderr)
+        raise
     return proc
 
 
@@ -103,6 +107,7 @@ def main() -> None:
         results["drift_1m_x8_seconds"] = min(timings)
 
         bin_dir = Path(sys.executable).parent
+        env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"  # mlflow models serve execs `uvicorn` by name
         api_port, mlflow_port, mlflow2_port = free_port(), free_port(), free_port()
         api_env = {**env, "MLOPS_SPOOL_DIR": str(state / "spool")}
         procs.append(
