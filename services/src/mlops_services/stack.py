@@ -356,8 +356,26 @@ class Stack:
         proc = self._spawn(name, argv, env={**self.environment(), **env})
         wait_for(lambda: http_ok(ready_url), name, timeout=timeout, proc=proc)
 
+    def _check_ports_free(self) -> None:
+        """Fail before starting anything when a port we would bind is taken by someone else: a readiness
+        check would otherwise be answered by the other server."""
+        owners = {"postgres": ["postgres"], "seaweedfs": ["s3", "weed_master", "weed_volume", "weed_filer"], "mlflow": ["mlflow"]}
+        for process, names in owners.items():
+            if self._running(process):
+                continue
+            for name in names:
+                port = getattr(self.ports, name)
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if probe.connect_ex((self.host, port)) == 0:
+                        raise RuntimeError(
+                            f"{self.host}:{port} ({name}) is already taken by another process. Stop it (an earlier "
+                            f"demo elsewhere: `mlops demo down --state <its dir>`), or edit {self.state / 'ports.json'}."
+                        )
+
     def up(self) -> dict[str, str]:
         self.state.mkdir(parents=True, exist_ok=True)
+        self._check_ports_free()
         (self.state / "ports.json").write_text(json.dumps(self.ports.__dict__))
         self.start_postgres()
         self.start_seaweedfs()
