@@ -72,7 +72,7 @@ def api(stack):
     )
     pipeline.ingest(settings, rows=6_000, seed=1)
     snapshot_uri, frame = pipeline.build_snapshot(settings)
-    first = train_and_register(frame, snapshot_uri, settings, TrainingParams(n_estimators=15, num_leaves=8))
+    first = train_and_register(frame, snapshot_uri, settings, TrainingParams(n_estimators=8, num_leaves=8))
     assert pipeline.evaluate_and_promote(settings, first.version, snapshot_uri).promoted
     with serve(settings) as (client, app):
         yield client, app, settings, (snapshot_uri, frame)

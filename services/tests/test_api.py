@@ -146,7 +146,7 @@ def test_every_prediction_is_logged_to_postgresql(api):
 
 def test_reload_under_load_swaps_without_failing_a_request(api):
     client, _app, settings, (snapshot_uri, frame) = api
-    better = train_and_register(frame, snapshot_uri, settings, TrainingParams(n_estimators=120))
+    better = train_and_register(frame, snapshot_uri, settings, TrainingParams())
     assert pipeline.evaluate_and_promote(settings, better.version, snapshot_uri).promoted
     statuses: list[int] = []
     versions: set[str] = set()
