@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mlops_services import pipeline
 from mlops_services.model import TrainingParams
 from mlops_services.settings import Settings
 from mlops_services.stack import Ports, Stack
-from mlops_services.train import train_and_register
 
-from .served import serve
+from .served import promote_first_model, serve
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -70,9 +68,6 @@ def api(stack):
         reload_token="token-" + suffix,
         log_flush_seconds=0.1,
     )
-    pipeline.ingest(settings, rows=6_000, seed=1)
-    snapshot_uri, frame = pipeline.build_snapshot(settings)
-    first = train_and_register(frame, snapshot_uri, settings, TrainingParams(n_estimators=8, num_leaves=8))
-    assert pipeline.evaluate_and_promote(settings, first.version, snapshot_uri).promoted
+    snapshot_uri, frame = promote_first_model(settings, 6_000, TrainingParams(n_estimators=8, num_leaves=8))
     with serve(settings) as (client, app):
         yield client, app, settings, (snapshot_uri, frame)

@@ -39,3 +39,15 @@ def serve(settings: Settings, wait_ready: bool = True):
         finally:
             server.should_exit = True
             thread.join(30)
+
+
+def promote_first_model(settings: Settings, rows: int, params) -> tuple[str, object]:
+    """Ingest a synthetic batch, train with `params` and make that version @champion; returns (snapshot URI, frame)."""
+    from mlops_services import pipeline
+    from mlops_services.train import train_and_register
+
+    pipeline.ingest(settings, rows=rows, seed=1)
+    snapshot_uri, frame = pipeline.build_snapshot(settings)
+    version = train_and_register(frame, snapshot_uri, settings, params).version
+    assert pipeline.evaluate_and_promote(settings, version, snapshot_uri, frame).promoted
+    return snapshot_uri, frame

@@ -8,21 +8,16 @@ import time
 
 import psycopg
 
-from mlops_services import pipeline
 from mlops_services.model import TrainingParams
 from mlops_services.serving.inference_log import wait_drained
-from mlops_services.train import train_and_register
 
-from .served import serve
+from .served import promote_first_model, serve
 
 HOUSE = {"bed": 3, "bath": 2, "acre_lot": 0.25, "house_size": 1800, "state": "Ohio"}
 
 
 def test_postgres_outage_loses_no_inference_rows(stack, settings):
-    pipeline.ingest(settings, rows=3_000, seed=1)
-    snapshot_uri, frame = pipeline.build_snapshot(settings)
-    version = train_and_register(frame, snapshot_uri, settings, TrainingParams(n_estimators=30)).version
-    assert pipeline.evaluate_and_promote(settings, version, snapshot_uri).promoted
+    promote_first_model(settings, 3_000, TrainingParams(n_estimators=30))
 
     with serve(settings) as (client, app):
         log = app.state.inference_log

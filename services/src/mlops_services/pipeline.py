@@ -81,9 +81,11 @@ def train(settings: Settings) -> tuple[TrainResult, str]:
     return train_and_register(frame, snapshot_uri, settings), snapshot_uri
 
 
-def evaluate_and_promote(settings: Settings, version: str, snapshot_uri: str) -> Decision:
-    """Champion and challenger scored on the same rows: the holdout of the challenger's snapshot."""
-    _, holdout = split_holdout(DataStore(settings).get_frame(snapshot_uri), settings.holdout_percent)
+def evaluate_and_promote(settings: Settings, version: str, snapshot_uri: str, snapshot: pd.DataFrame | None = None) -> Decision:
+    """Champion and challenger scored on the same rows: the holdout of the challenger's snapshot
+    (read from S3 unless the caller already holds it)."""
+    frame = snapshot if snapshot is not None else DataStore(settings).get_frame(snapshot_uri)
+    _, holdout = split_holdout(frame, settings.holdout_percent)
     return promote(settings, version, holdout)
 
 
@@ -105,8 +107,9 @@ def reload_api(settings: Settings) -> str:
 def run(settings: Settings, csv: Path | None = None, rows: int = 20_000, seed: int = 0, drift_level: float = 0.0) -> dict:
     report = ingest(settings, csv, rows, seed, drift_level)
     drift_summary = check_drift(settings, report.valid_uri)
-    result, snapshot_uri = train(settings)
-    decision = evaluate_and_promote(settings, result.version, snapshot_uri)
+    snapshot_uri, snapshot = build_snapshot(settings)
+    result = train_and_register(snapshot, snapshot_uri, settings)
+    decision = evaluate_and_promote(settings, result.version, snapshot_uri, snapshot)
     reloaded = reload_api(settings) if decision.promoted else "not needed"
     return {
         "ingest": asdict(report),

@@ -126,10 +126,6 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self._pidfile(name).parent.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        kwargs: dict = {}
-        if user is not None and os.geteuid() == 0:
-            entry = pwd.getpwnam(user)
-            kwargs |= {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         proc = subprocess.Popen(
             argv,
             stdout=log,
@@ -137,7 +133,7 @@ class Stack:
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             start_new_session=True,  # survives the starting shell; stopped by its pid file
-            **kwargs,
+            **_as_user(user),
         )
         self._pidfile(name).write_text(str(proc.pid))
         return proc
@@ -189,9 +185,6 @@ class Stack:
                 )
             finally:
                 pwfile.unlink()
-        if user:
-            (self.state / "run").mkdir(parents=True, exist_ok=True)
-            shutil.chown(self.logs, user, user) if self.logs.exists() else None
         if self._running("postgres"):
             return
         proc = self._spawn(
@@ -218,11 +211,7 @@ class Stack:
         self._ensure_database("mlflow")
 
     def _run_as(self, user: str | None, argv: list[str]) -> None:
-        kwargs: dict = {}
-        if user:
-            entry = pwd.getpwnam(user)
-            kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-        subprocess.run(argv, check=True, capture_output=True, **kwargs)
+        subprocess.run(argv, check=True, capture_output=True, **_as_user(user))
 
     def _pg_ready(self) -> bool:
         return (
@@ -366,7 +355,6 @@ class Stack:
             for name in names:
                 port = getattr(self.ports, name)
                 with socket.socket() as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     if probe.connect_ex((self.host, port)) == 0:
                         raise RuntimeError(
                             f"{self.host}:{port} ({name}) is already taken by another process. Stop it (an earlier "
@@ -416,6 +404,14 @@ class Stack:
         ports_file = state / "ports.json"
         ports = Ports(**json.loads(ports_file.read_text())) if ports_file.exists() else Ports()
         return cls(state, ports)
+
+
+def _as_user(user: str | None) -> dict:
+    """Popen arguments that run a child as `user` (only meaningful, and only done, when we are root)."""
+    if user is None or os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _reap(pid: int) -> None:
