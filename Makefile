@@ -19,10 +19,12 @@ export PY_COLORS ?= 0
 # Debian packages for the test hosts (systemd-nspawn containers) and namespace tests.
 HOST_PACKAGES := iproute2 mmdebstrap systemd-container iptables openssh-client
 # The services' local stack runs Debian's PostgreSQL 15 binaries (a private cluster, own port).
-SERVICES_HOST_PACKAGES := postgresql-15
+SERVICES_HOST_PACKAGES := postgresql-15 chromium
 SVC_VENV    := .venv-services
 SVC_PY      := $(SVC_VENV)/bin/python
 SVC_STAMP   := $(SVC_VENV)/.installed-$(shell cat services/requirements.lock services/pyproject.toml | sha256sum | cut -c1-16)
+AF_VENV     := .venv-airflow
+AF_STAMP    := $(AF_VENV)/.installed-$(shell sha256sum services/airflow.lock | cut -c1-16)
 # Where make demo keeps the local stack's state (PostgreSQL runs as the postgres user, so
 # every parent of this directory must be world-searchable).
 MLOPS_STATE_DIR ?= $(CURDIR)/.mlops-state
@@ -40,7 +42,7 @@ run-scenarios = for scenario in $(1); do \
   echo "molecule $$scenario: $$(( $$(date +%s) - start )) s"; \
 done
 
-.PHONY: bench molecule molecule-nspawn molecule-vm services-setup services-deps services-test demo-cluster demo-services demo-down host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
+.PHONY: airflow-setup bench molecule molecule-nspawn molecule-vm services-setup services-deps services-test demo-cluster demo-services demo-down host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
 
 help:
 	@echo "make demo    set up, run preflight against this machine, render and validate the prod cluster layer"
@@ -81,12 +83,20 @@ $(SVC_STAMP): services/requirements.lock services/pyproject.toml
 	$(SVC_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e services
 	@rm -f $(SVC_VENV)/.installed-* && touch $@
 
+# Airflow only runs the DAG's scheduler side; its tasks call the services venv (see services/dags).
+airflow-setup: $(AF_STAMP)
+$(AF_STAMP): services/airflow.lock
+	@[ -x $(AF_VENV)/bin/python ] || python3 -m venv $(AF_VENV)
+	$(AF_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(AF_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r services/airflow.lock
+	@rm -f $(AF_VENV)/.installed-* && touch $@
+
 services-deps:
 	@$(MAKE) --no-print-directory host-deps HOST_PACKAGES="$(SERVICES_HOST_PACKAGES)"
 
 # Unit and live tests of services/: the suite starts its own PostgreSQL, SeaweedFS and MLflow on free loopback ports.
-services-test: services-setup services-deps
-	cd services && ../$(SVC_PY) -m pytest
+services-test: services-setup services-deps airflow-setup
+	cd services && MLOPS_AIRFLOW_BIN=$(CURDIR)/$(AF_VENV)/bin/airflow ../$(SVC_PY) -m pytest
 
 # Measured figures for docs/benchmarks.md (minutes; not part of make test: numbers, not verdicts).
 bench: services-setup services-deps
@@ -177,4 +187,4 @@ molecule-vm: setup host-deps
 	@$(call run-scenarios,$(MOLECULE_MULTI_SCENARIOS))
 
 clean:
-	rm -rf $(VENV) $(SVC_VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SVC_VENV) $(AF_VENV) build .pytest_cache .ruff_cache

@@ -34,10 +34,12 @@ start)
     -pidfile "$state/$name.pid" -daemonize
   echo "$ip" >"$state/$name.ip"
   echo "$image/id_ed25519" >"$state/$name.key"
-  for _ in $(seq "${VM_BOOT_TIMEOUT:-300}"); do
-    if ssh "${ssh_opts[@]}" "root@$ip" true 2>/dev/null; then
-      # No DNS for guests: pin the apt mirror, the only address they may reach outside.
-      ssh "${ssh_opts[@]}" "root@$ip" "printf '127.0.0.1 localhost\n127.0.1.1 %s\n%s\n' $name '$("$here/net.sh" hosts-line)' >/etc/hosts && : >/etc/resolv.conf"
+  # No DNS for guests: pin the apt mirror, the only address they may reach outside. Writing
+  # that is also the readiness probe, so a slow second login on a loaded host cannot fail it.
+  pin_mirror="printf '127.0.0.1 localhost\n127.0.1.1 %s\n%s\n' $name '$("$here/net.sh" hosts-line)' >/etc/hosts && : >/etc/resolv.conf"
+  deadline=$(( $(date +%s) + ${VM_BOOT_TIMEOUT:-300} ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    if ssh "${ssh_opts[@]}" "root@$ip" "$pin_mirror" 2>/dev/null; then
       echo "$name: $ip, ssh ready"
       exit 0
     fi

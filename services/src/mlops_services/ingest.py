@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,14 @@ class IngestReport:
     reasons: dict[str, int]
 
 
-def read_listings_csv(path: Path) -> pd.DataFrame:
+def read_listings_csv(source: Path | bytes, name: str | None = None) -> pd.DataFrame:
     """A CSV with the public "USA Real Estate" columns; extra columns are kept, missing ones refused."""
-    frame = pd.read_csv(path, dtype={"state": "string", "city": "string", "status": "string"}, low_memory=False)
+    readable = io.BytesIO(source) if isinstance(source, bytes) else source
+    frame = pd.read_csv(readable, dtype={"state": "string", "city": "string", "status": "string"}, low_memory=False)
     missing = [c for c in RAW_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected the USA Real Estate layout {list(RAW_COLUMNS)}")
+        where = name or (str(source) if isinstance(source, Path) else "batch")
+        raise ValueError(f"{where}: missing columns {missing}; expected the USA Real Estate layout {list(RAW_COLUMNS)}")
     return frame
 
 

@@ -3,6 +3,7 @@ ingest -> validate -> drift -> train -> evaluate -> promote -> reload the API.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -13,9 +14,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from . import drift, synth
+from . import drift, registry, synth
 from .ingest import IngestReport, batch_uris, read_listings_csv, store_batch
-from .registry import CHAMPION, Decision, client_for, promote, version_for_alias
+from .registry import CHAMPION, Decision, client_for, version_for_alias
 from .settings import Settings
 from .storage import DataStore, content_id
 from .train import TrainResult, split_holdout, train_and_register
@@ -23,12 +24,23 @@ from .train import TrainResult, split_holdout, train_and_register
 log = logging.getLogger(__name__)
 
 
-def ingest(settings: Settings, csv: Path | None = None, rows: int = 20_000, seed: int = 0, drift_level: float = 0.0) -> IngestReport:
-    """A user CSV in the USA Real Estate layout, or a synthetic batch when none is given."""
+def land(settings: Settings, csv: Path | None = None, rows: int = 20_000, seed: int = 0, drift_level: float = 0.0) -> str:
+    """Keep the incoming batch as it came (a user CSV in the USA Real Estate layout, or a
+    synthetic one when none is given) under raw/, named by its content; returns its URI."""
     store = DataStore(settings)
     store.ensure_bucket()
-    frame = read_listings_csv(csv) if csv else synth.generate(rows, seed=seed, drift=drift_level)
-    return store_batch(store, frame)
+    body = csv.read_bytes() if csv else synth.generate(rows, seed=seed, drift=drift_level).to_csv(index=False).encode()
+    return store.put_bytes(f"raw/{hashlib.sha256(body).hexdigest()[:16]}.csv", body, "text/csv")
+
+
+def validate(settings: Settings, raw_uri: str) -> IngestReport:
+    """Check a landed batch against the contract: valid rows to batches/<id>/, the rest quarantined with reasons."""
+    store = DataStore(settings)
+    return store_batch(store, read_listings_csv(store.get_bytes(raw_uri), name=raw_uri))
+
+
+def ingest(settings: Settings, csv: Path | None = None, rows: int = 20_000, seed: int = 0, drift_level: float = 0.0) -> IngestReport:
+    return validate(settings, land(settings, csv, rows, seed, drift_level))
 
 
 def build_snapshot(settings: Settings) -> tuple[str, pd.DataFrame]:
@@ -81,12 +93,20 @@ def train(settings: Settings) -> tuple[TrainResult, str]:
     return train_and_register(frame, snapshot_uri, settings), snapshot_uri
 
 
-def evaluate_and_promote(settings: Settings, version: str, snapshot_uri: str, snapshot: pd.DataFrame | None = None) -> Decision:
+def evaluate(settings: Settings, version: str, snapshot_uri: str, snapshot: pd.DataFrame | None = None) -> Decision:
     """Champion and challenger scored on the same rows: the holdout of the challenger's snapshot
-    (read from S3 unless the caller already holds it)."""
+    (read from S3 unless the caller already holds it). Decides; changes no alias."""
     frame = snapshot if snapshot is not None else DataStore(settings).get_frame(snapshot_uri)
     _, holdout = split_holdout(frame, settings.holdout_percent)
-    return promote(settings, version, holdout)
+    return registry.evaluate(settings, version, holdout)
+
+
+def promote(settings: Settings, decision: Decision) -> Decision:
+    return registry.apply(settings, decision)
+
+
+def evaluate_and_promote(settings: Settings, version: str, snapshot_uri: str, snapshot: pd.DataFrame | None = None) -> Decision:
+    return promote(settings, evaluate(settings, version, snapshot_uri, snapshot))
 
 
 def reload_api(settings: Settings) -> str:

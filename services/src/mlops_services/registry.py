@@ -44,9 +44,9 @@ def score_version(name: str, version: str, holdout: pd.DataFrame) -> dict[str, f
     return score(model.predict(holdout[list(FEATURES)]), holdout[TARGET].to_numpy())
 
 
-def promote(settings: Settings, challenger: str, holdout: pd.DataFrame) -> Decision:
-    """Give the challenger @champion only if it beats the champion on the same holdout by the margin
-    and meets the absolute floors; the champion it replaces becomes @previous."""
+def evaluate(settings: Settings, challenger: str, holdout: pd.DataFrame) -> Decision:
+    """Score challenger and champion on the same holdout and decide; changes nothing.
+    The challenger wins only if it beats the champion by the margin and meets the absolute floors."""
     client = client_for(settings)
     name = settings.model_name
     champion = version_for_alias(client, name, CHAMPION)
@@ -65,17 +65,29 @@ def promote(settings: Settings, challenger: str, holdout: pd.DataFrame) -> Decis
                 f"holdout RMSE {challenger_metrics['rmse']:.0f} does not beat champion v{champion} "
                 f"({champion_metrics['rmse']:.0f}) by {settings.promotion_margin:.1%} (needs <= {needed:.0f})"
             )
-    promoted = not reasons
-    if promoted:
+    return Decision(not reasons, challenger, champion, challenger_metrics, champion_metrics, reasons)
+
+
+def apply(settings: Settings, decision: Decision) -> Decision:
+    """Carry out a decision: the winner gets @champion and the champion it replaces @previous.
+    Refuses a decision made against a champion that has changed since."""
+    client = client_for(settings)
+    name, challenger = settings.model_name, decision.challenger
+    champion = version_for_alias(client, name, CHAMPION)
+    if champion != decision.champion_before:
+        raise RuntimeError(
+            f"{name}@champion is v{champion}, but v{challenger} was evaluated against v{decision.champion_before}: evaluate again"
+        )
+    if decision.promoted:
         if champion and champion != challenger:
             client.set_registered_model_alias(name, PREVIOUS, champion)
         client.set_registered_model_alias(name, CHAMPION, challenger)
         client.delete_registered_model_alias(name, CHALLENGER)
-    summary = "promoted" if promoted else "rejected: " + "; ".join(reasons)
+    summary = "promoted" if decision.promoted else "rejected: " + "; ".join(decision.reasons)
     client.set_model_version_tag(name, challenger, "mlops.promotion", summary)
-    for key, value in challenger_metrics.items():
+    for key, value in decision.challenger_metrics.items():
         client.set_model_version_tag(name, challenger, f"mlops.holdout_{key}", f"{value:.6g}")
-    return Decision(promoted, challenger, champion, challenger_metrics, champion_metrics, reasons)
+    return decision
 
 
 def rollback(settings: Settings) -> tuple[str, str]:

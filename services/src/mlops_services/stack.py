@@ -207,8 +207,8 @@ class Stack:
             user=user,
         )
         wait_for(lambda: self._pg_ready(), "PostgreSQL", proc=proc)
-        self._ensure_database("mlops")
-        self._ensure_database("mlflow")
+        self.ensure_database("mlops")
+        self.ensure_database("mlflow")
 
     def _run_as(self, user: str | None, argv: list[str]) -> None:
         subprocess.run(argv, check=True, capture_output=True, **_as_user(user))
@@ -218,7 +218,7 @@ class Stack:
             subprocess.run([str(PG_BIN / "pg_isready"), "-h", self.host, "-p", str(self.ports.postgres), "-q"], check=False).returncode == 0
         )
 
-    def _ensure_database(self, name: str) -> None:
+    def ensure_database(self, name: str) -> None:
         import psycopg
         from psycopg import sql
 

@@ -58,9 +58,11 @@ class DataStore:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
         return self.uri(key)
 
+    def get_bytes(self, uri: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.key_of(uri))["Body"].read()
+
     def get_frame(self, uri: str) -> pd.DataFrame:
-        body = self.client.get_object(Bucket=self.bucket, Key=self.key_of(uri))["Body"].read()
-        return pd.read_parquet(io.BytesIO(body))
+        return pd.read_parquet(io.BytesIO(self.get_bytes(uri)))
 
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
