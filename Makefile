@@ -19,10 +19,10 @@ export PY_COLORS ?= 0
 # Debian packages for the test hosts (systemd-nspawn containers) and namespace tests.
 HOST_PACKAGES := iproute2 mmdebstrap systemd-container iptables openssh-client
 # The services' local stack runs Debian's PostgreSQL 15 binaries (a private cluster, own port).
-SERVICES_HOST_PACKAGES := postgresql-15 chromium
+SERVICES_HOST_PACKAGES := postgresql-15 chromium chromium-driver
 SVC_VENV    := .venv-services
 SVC_PY      := $(SVC_VENV)/bin/python
-SVC_STAMP   := $(SVC_VENV)/.installed-$(shell cat services/requirements.lock services/pyproject.toml | sha256sum | cut -c1-16)
+SVC_STAMP   := $(SVC_VENV)/.installed-$(shell cat services/requirements.lock services/requirements-test.lock services/pyproject.toml | sha256sum | cut -c1-16)
 AF_VENV     := .venv-airflow
 AF_STAMP    := $(AF_VENV)/.installed-$(shell sha256sum services/airflow.lock | cut -c1-16)
 # Where make demo keeps the local stack's state (PostgreSQL runs as the postgres user, so
@@ -42,7 +42,7 @@ run-scenarios = for scenario in $(1); do \
   echo "molecule $$scenario: $$(( $$(date +%s) - start )) s"; \
 done
 
-.PHONY: airflow-setup bench molecule molecule-nspawn molecule-vm services-setup services-deps services-test demo-cluster demo-services demo-down host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
+.PHONY: airflow-setup bench hadolint molecule molecule-nspawn molecule-vm services-setup services-deps services-test demo-cluster demo-services demo-down host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
 
 help:
 	@echo "make demo    set up, run preflight against this machine, render and validate the prod cluster layer"
@@ -76,10 +76,10 @@ host-deps:
 # services/ has its own virtualenv: MLflow, LightGBM, SHAP and friends pin versions that have
 # nothing to do with Ansible's.
 services-setup: $(SVC_STAMP)
-$(SVC_STAMP): services/requirements.lock services/pyproject.toml
+$(SVC_STAMP): services/requirements.lock services/requirements-test.lock services/pyproject.toml
 	@[ -x $(SVC_PY) ] || python3 -m venv $(SVC_VENV)
 	$(SVC_PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(SVC_PY) -m pip install --quiet --disable-pip-version-check -r services/requirements.lock
+	$(SVC_PY) -m pip install --quiet --disable-pip-version-check -r services/requirements.lock -r services/requirements-test.lock
 	$(SVC_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e services
 	@rm -f $(SVC_VENV)/.installed-* && touch $@
 
@@ -125,7 +125,7 @@ demo-down: services-setup
 test: setup host-deps lint docs-check syntax validate checkov pytest services-test molecule
 	@echo "make test: all checks passed"
 
-lint: yamllint ansible-lint ruff
+lint: yamllint ansible-lint ruff hadolint
 
 yamllint: setup
 	yamllint --strict .
@@ -136,6 +136,10 @@ ansible-lint: setup
 ruff: setup
 	ruff check .
 	ruff format --check .
+
+# The images cannot be built here (no registry): linted, and checked by checkov below.
+hadolint: setup
+	hadolint services/images/*/Dockerfile
 
 docs: setup
 	$(PY) tools/role_docs.py
@@ -169,7 +173,7 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	@rm -f $(VENV)/checkov/.installed-* && touch $@
 
 checkov: render $(CHECKOV_STAMP)
-	$(VENV)/checkov/bin/checkov --config-file .checkov.yaml $(addprefix -d build/,$(CLUSTER_ENVS)) -d roles -d playbooks
+	$(VENV)/checkov/bin/checkov --config-file .checkov.yaml $(addprefix -d build/,$(CLUSTER_ENVS)) -d roles -d playbooks -d services/images
 
 pytest: setup
 	$(PY) -m pytest

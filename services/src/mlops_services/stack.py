@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import pwd
+import random
 import secrets
 import shutil
 import signal
@@ -26,10 +27,25 @@ PG_BIN = Path(os.environ.get("MLOPS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 BUCKETS = ("mlops-data", "mlflow-artifacts")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Below Linux's ephemeral range (32768-60999): a port the kernel handed out for bind(0) is
+# also handed to outgoing connections, which took one of ours between choosing and listening.
+_LISTEN_PORTS = range(20_000, 32_768)
+_random = random.SystemRandom()
+
+
+def free_port(taken: frozenset[int] = frozenset()) -> int:
+    """A loopback TCP port nobody listens on, outside the ephemeral range."""
+    for _ in range(200):
+        port = _random.choice(_LISTEN_PORTS)
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_LISTEN_PORTS.start}-{_LISTEN_PORTS.stop - 1}")
 
 
 def wait_for(check, what: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
@@ -68,7 +84,10 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(len(fields(cls)))))
+        ports: list[int] = []
+        for _ in fields(cls):
+            ports.append(free_port(frozenset(ports)))
+        return cls(*ports)
 
 
 @dataclass

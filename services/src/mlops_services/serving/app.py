@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter, ValidationError
 
-from ..features import records_to_matrix
+from ..features import rows_to_matrix
 from ..schema import FEATURES
 from ..settings import Settings, get_settings
 from .inference_log import InferenceLog, Spool
@@ -113,12 +113,13 @@ def create_app(settings: Settings | None = None, loader: Callable[[Settings], Lo
         metrics.requests.labels(endpoint, str(status)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
-    def score(endpoint: str, records: list[dict]) -> tuple[LoadedModel, list[float]]:
+    def score(endpoint: str, listings: list[Listing]) -> tuple[LoadedModel, list[float]]:
         model = _model_or_503(holder)
-        prices = model.predict(records_to_matrix(records)).tolist()
+        prices = model.predict(rows_to_matrix(listings)).tolist()
+        observe_price = metrics.predictions.observe
         for price in prices:
-            metrics.predictions.observe(price)
-        inference_log.record(endpoint, model.name, model.version, records, prices)
+            observe_price(price)
+        inference_log.record(endpoint, model.name, model.version, listings, prices)
         return model, prices
 
     @app.exception_handler(RequestValidationError)
@@ -159,13 +160,12 @@ def create_app(settings: Settings | None = None, loader: Callable[[Settings], Lo
             metrics.requests.labels("/predict", "422").inc()
             return JSONResponse(status_code=422, content={"detail": _readable(error.errors(), prefix="body")})
         if listings is None:
-            model, prices = score("/predict", [listing.model_dump()])
+            model, prices = score("/predict", [listing])
             observe("/predict", started, 200)
             return Prediction(price=prices[0], model_version=model.version)
         if not 0 < len(listings) <= MAX_BATCH_ROWS:
             raise HTTPException(422, f"a batch holds 1 to {MAX_BATCH_ROWS} records, got {len(listings)}")
-        records = [item.model_dump() for item in listings]
-        model, prices = await asyncio.to_thread(score, "/predict", records) if len(records) > 2000 else score("/predict", records)
+        model, prices = await asyncio.to_thread(score, "/predict", listings) if len(listings) > 2000 else score("/predict", listings)
         observe("/predict", started, 200)
         return Predictions(prices=prices, model_version=model.version)
 
@@ -187,7 +187,7 @@ def create_app(settings: Settings | None = None, loader: Callable[[Settings], Lo
             return JSONResponse(status_code=422, content={"detail": _readable(error.errors(), prefix="body")})
         if not 0 < len(listings) <= MAX_BATCH_ROWS:
             raise HTTPException(422, f"a batch holds 1 to {MAX_BATCH_ROWS} records, got {len(listings)}")
-        _, prices = score("/invocations", [item.model_dump() for item in listings])
+        _, prices = score("/invocations", listings)
         observe("/invocations", started, 200)
         return JSONResponse({"predictions": prices})
 
@@ -195,7 +195,7 @@ def create_app(settings: Settings | None = None, loader: Callable[[Settings], Lo
     async def explain(listing: Listing) -> Explanation:
         started = time.perf_counter()
         model = _model_or_503(holder)
-        matrix = records_to_matrix([listing.model_dump()])
+        matrix = rows_to_matrix([listing])
         values, base = model.explain(matrix)
         price = float(model.predict(matrix)[0])
         observe("/explain", started, 200)

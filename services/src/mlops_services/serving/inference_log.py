@@ -12,9 +12,11 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from psycopg import sql
 from psycopg_pool import ConnectionPool
@@ -102,11 +104,14 @@ class InferenceLog:
         self.pool.open(wait=False)
         self._thread.start()
 
-    def record(self, endpoint: str, model: str, version: str, records: list[dict], predictions: list[float]) -> None:
-        """Called on the request path: appends to memory only."""
+    def record(self, endpoint: str, model: str, version: str, rows: Sequence[Any], predictions: list[float]) -> None:
+        """Called on the request path: appends to memory only. `rows` are validated request
+        objects (bed, bath, acre_lot, house_size, state attributes)."""
         now = datetime.now(UTC)
-        for r, p in zip(records, predictions, strict=True):
-            self._buffer.append((now, model, version, endpoint, r["bed"], r["bath"], r["acre_lot"], r["house_size"], r["state"], p))
+        self._buffer.extend(
+            (now, model, version, endpoint, r.bed, r.bath, r.acre_lot, r.house_size, r.state, p)
+            for r, p in zip(rows, predictions, strict=True)
+        )
         if len(self._buffer) >= self.batch_rows:
             self._wake.set()
 
