@@ -15,18 +15,22 @@ mirror=$("$here/net.sh" mirror-uri)
 [ -f "$out/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C mlops-metal-testvm -f "$out/id_ed25519"
 rootfs="$out/rootfs"
 rm -rf "$rootfs"
-# Preinstalled: the packages of the roles whose install path the nspawn scenarios already prove
-# (common, firewall); under software emulation their installs cost ~8 of hosts-multi's 16 min.
-# firewalld is installed but off, as on a host nobody secured yet: the firewall role turns it on.
-# open-iscsi and nfs-kernel-server stay out: only VMs can prove those roles, installs included.
+# Preinstalled: every Debian package the host roles declare (roles/*/vars/Debian.yml; a unit
+# test keeps this list in step). Under software emulation an apt install in a VM costs minutes
+# per package set; here they cost one apt run at build time, cached. The roles' install tasks
+# still run in the VMs and find them present. Every service is installed but off, as on a host
+# nobody configured yet (firewalld, nfs-server, iscsid, multipathd): the roles turn them on, and
+# no node runs an NFS server it never asked for. No initiator name either: each VM's iscsi role
+# generates its own, as on hosts cloned from one template.
 # update_initramfs=no: regenerating the initramfs under software emulation costs minutes, and
 # the VMs boot the kernel and initrd kept outside the image anyway.
 mmdebstrap --variant=minbase --mode=root --skip=cleanup/apt/lists \
-  --include=linux-image-amd64,initramfs-tools,zstd,systemd,systemd-sysv,dbus,udev,kmod,openssh-server,python3,python3-apt,iproute2,procps,ca-certificates,sudo,netbase,chrony,curl,tar,conntrack,socat,nfs-common,firewalld,python3-firewall \
+  --include=linux-image-amd64,initramfs-tools,zstd,systemd,systemd-sysv,dbus,udev,kmod,openssh-server,python3,python3-apt,iproute2,procps,ca-certificates,sudo,netbase,chrony,curl,tar,conntrack,socat,nfs-common,firewalld,python3-firewall,open-iscsi,multipath-tools,nfs-kernel-server \
   --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"; echo "COMPRESS=zstd" > "$1/etc/initramfs-tools/conf.d/compress"' \
   --customize-hook='rm -f "$1/etc/hostname"; printf "/dev/vda / ext4 defaults,errors=remount-ro 0 1\n" > "$1/etc/fstab"' \
   --customize-hook='chroot "$1" systemctl enable systemd-networkd systemd-network-generator' \
-  --customize-hook='chroot "$1" systemctl disable firewalld' \
+  --customize-hook='chroot "$1" systemctl disable firewalld nfs-server iscsid.socket iscsid open-iscsi multipathd.socket multipathd' \
+  --customize-hook='rm -f "$1/etc/iscsi/initiatorname.iscsi"' \
   --customize-hook='chroot "$1" systemctl mask systemd-networkd-wait-online.service getty@tty1.service apt-daily.timer apt-daily-upgrade.timer e2scrub_reap.service' \
   --customize-hook='mkdir -p "$1/root/.ssh"; chmod 700 "$1/root/.ssh"' \
   --customize-hook="install -m 0600 '$out/id_ed25519.pub' \"\$1/root/.ssh/authorized_keys\"" \

@@ -156,3 +156,15 @@ def test_example_vault_file_is_encrypted_and_holds_placeholders(tmp_path):
     values = yaml.safe_load(plain)
     assert set(values) >= {"vault_k3s_token", "vault_postgres_password"}
     assert all(v == "placeholder-generate-your-own" for v in values.values())
+
+
+def test_vm_image_preinstalls_every_debian_package_the_host_roles_declare():
+    # The VM image bakes the roles' packages in (an apt install under emulation costs minutes);
+    # a package added to a role but not to the image would go untested by the image build.
+    script = (ROOT / "molecule/testhosts/build-vm-image.sh").read_text()
+    included = set(re.search(r"--include=(\S+)", script).group(1).split(","))
+    declared = set()
+    for role in ("common", "firewall", "iscsi", "nfs_server"):
+        variables = yaml.safe_load((ROOT / "roles" / role / "vars" / "Debian.yml").read_text())
+        declared |= {p for key, value in variables.items() if key.endswith("_packages") for p in value}
+    assert declared and declared <= included, f"add to build-vm-image.sh --include: {sorted(declared - included)}"
