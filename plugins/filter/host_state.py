@@ -32,11 +32,7 @@ def _key_values(lines: Iterable[str]) -> dict[str, str]:
 def sysctls_to_set(wanted: Mapping[str, Any], live_lines: Iterable[str], drop_in_text: str = "") -> list[str]:
     """Keys whose live value (``sysctl key ...`` output) or drop-in line differs from ``wanted``."""
     live, persisted = _key_values(live_lines), _key_values(drop_in_text.splitlines())
-    return [
-        key
-        for key, value in wanted.items()
-        if live.get(key) != _normalise(value) or persisted.get(key) != _normalise(value)
-    ]
+    return [key for key, value in wanted.items() if live.get(key) != _normalise(value) or persisted.get(key) != _normalise(value)]
 
 
 def modules_to_load(wanted: Iterable[str], proc_modules_text: str, boot_list_files: Iterable[str]) -> list[str]:
