@@ -62,7 +62,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
-	@echo "setup: tools installed in $(VENV) ($$($(VENV)/bin/ansible --version | head -1))"
+	@echo "setup: tools installed in $(VENV) ($$($(VENV)/bin/ansible --version 2>/dev/null | sed -n 1p))"
 
 host-deps:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
