@@ -27,7 +27,13 @@ from mlops_services.settings import Settings
 from mlops_services.stack import Ports, Stack, free_port, http_ok, wait_for
 
 HOUSE = {"bed": 3, "bath": 2, "acre_lot": 0.25, "house_size": 1800, "state": "Texas"}
-DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
+DURATION = int(os.environ.get("BENCH_SECONDS", "5"))
+# Each row is the median (by p50) of this many runs: on a shared 2-core VM one run in a few
+# lands 2x off (seen: /predict c1 p50 0.62, 0.64, 1.51, 0.67 ms in four benches).
+REPEATS = 3
+# BENCH_ONLY=<regex>: run only the matching wrk rows (for iterating on one figure; the report
+# is written only for a full run).
+ONLY = re.compile(os.environ.get("BENCH_ONLY", ""))
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -153,8 +159,11 @@ def main() -> None:
             "api /predict 1000 rows c1": (f"{api}/predict", batch, 1),
         }
         for name, (url, body, connections) in runs.items():
+            if not ONLY.search(name):
+                continue
             wrk(url, body, connections)  # warm-up: lazy imports, caches, JIT of numba in shap
-            results[name] = wrk(url, body, connections)
+            runs_ = sorted((wrk(url, body, connections) for _ in range(REPEATS)), key=lambda r: r["p50_ms"])
+            results[name] = {**runs_[REPEATS // 2], "p50_runs_ms": [r["p50_ms"] for r in runs_]}
             print(name, results[name], flush=True)
     finally:
         for proc in procs:
@@ -167,13 +176,33 @@ def main() -> None:
         platform.processor(),
     )
     machine = f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
-    write_report(results, machine)
+    print(json.dumps(results, indent=1))
+    if not ONLY.pattern:
+        write_report(results, machine)
+
+
+def verdicts(results: dict) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for each target of the services issue."""
+    c1, c8 = results["api /predict c1"], results["api /predict c8"]
+    serve1, serve2 = results["mlflow serve 1 worker c8"], results["mlflow serve 2 workers c8"]
+    batch, explain = results["api /predict 1000 rows c1"], results["api /explain c1"]
+    drift_s = results["drift_1m_x8_seconds"]
+    return [
+        ("/predict single row p50 ≤ 1.0 ms at concurrency 1", f"{c1['p50_ms']:.2f} ms", c1["p50_ms"] <= 1.0),
+        ("/predict c8 ≥ 3× `mlflow models serve` (1 worker)", f"{c8['rps'] / serve1['rps']:.1f}×", c8["rps"] >= 3 * serve1["rps"]),
+        ("/predict c8 ≥ 3× `mlflow models serve` (2 workers)", f"{c8['rps'] / serve2['rps']:.1f}×", c8["rps"] >= 3 * serve2["rps"]),
+        ("/predict c8 p99 ≤ 15 ms", f"{c8['p99_ms']:.2f} ms", c8["p99_ms"] <= 15),
+        ("1,000-row batch p50 ≤ 5 ms", f"{batch['p50_ms']:.2f} ms", batch["p50_ms"] <= 5),
+        ("/explain p50 ≤ 2.5 ms", f"{explain['p50_ms']:.2f} ms", explain["p50_ms"] <= 2.5),
+        ("drift, 1M rows × 8 features < 2 s", f"{drift_s:.2f} s", drift_s < 2),
+    ]
 
 
 def write_report(results: dict, machine: str) -> None:
     def row(name: str) -> str:
         r = results[name]
-        return f"| {name} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['wrk_cpu']:.2f} |"
+        spread = " / ".join(f"{p50:.2f}" for p50 in r["p50_runs_ms"])
+        return f"| {name} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['wrk_cpu']:.2f} | {spread} |"
 
     ours, theirs = results["api /predict c8"]["rps"], results["mlflow serve 1 worker c8"]["rps"]
     training = results["training"]
@@ -181,13 +210,14 @@ def write_report(results: dict, machine: str) -> None:
         f"""# Benchmarks
 
 Made by `make bench` on {dt.date.today().isoformat()}: {machine}. Load by `wrk` on loopback for
-{DURATION} s per row after a warm-up run, one server under load at a time, load generator and
-servers on the same 2 cores: the last column is the CPU (in cores) that wrk itself used, taken
-from the server. Our API is one uvicorn process; `mlflow models serve` serves the same registered
+{DURATION} s per run after a warm-up run; each row is the median run (by p50) of {REPEATS}, with the
+p50 of all {REPEATS} in the last column. One server under load at a time, load generator and
+servers on the same 2 cores: the wrk CPU column is the CPU (in cores) that wrk itself used,
+taken from the servers. Our API is one uvicorn process; `mlflow models serve` serves the same registered
 version (`models:/…@champion`) with its default one worker, and with two.
 
-| run | req/s | p50 ms | p99 ms | non-2xx | wrk CPU (cores) |
-| --- | ---: | ---: | ---: | ---: | ---: |
+| run | req/s | p50 ms | p99 ms | non-2xx | wrk CPU (cores) | p50 of each run |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
 """
         + "\n".join(row(name) for name in results if isinstance(results[name], dict) and "rps" in results[name])
         + f"""
@@ -196,10 +226,14 @@ version (`models:/…@champion`) with its default one worker, and with two.
 - Drift, 1,000,000 rows × 8 features (6 KS, 2 PSI + chi-square): {results["drift_1m_x8_seconds"]:.2f} s (best of 3).
 - Training on {training["train_rows"]:,} rows: {training["seconds"]:.1f} s (holdout RMSE ${training["rmse"]:,.0f}, R² {training["r2"]:.3f}).
 
-Targets from the services issue on 2 cores: /predict p50 ≤ 1.0 ms at concurrency 1; ≥ 3× the
-throughput of `mlflow models serve` at concurrency 8 with p99 ≤ 15 ms; 1,000-row batch p50 ≤ 5 ms;
-/explain p50 ≤ 2.5 ms; drift on 1M rows × 8 features < 2 s.
+Targets from the services issue on 2 cores, against this run:
+
+| target | measured | met |
+| --- | ---: | :---: |
 """
+        + "\n".join(f"| {name} | {measured} | {'yes' if met else '**no**'} |" for name, measured, met in verdicts(results))
+        + "\n\nHow the 1,000-row batch went from 21 ms to under 5 ms, and the model change it included, is in\n"
+        + "[services.md](services.md#the-batch-path-1000-rows-in-under-5-ms-on-2-cores).\n"
     )
     path = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
     path.write_text(text)

@@ -68,6 +68,6 @@ def api(stack):
         reload_token="token-" + suffix,
         log_flush_seconds=0.1,
     )
-    snapshot_uri, frame = promote_first_model(settings, 6_000, TrainingParams(n_estimators=8, num_leaves=8))
+    snapshot_uri, frame = promote_first_model(settings, 6_000, TrainingParams(n_estimators=8, num_leaves=8, learning_rate=0.2))
     with serve(settings) as (client, app):
         yield client, app, settings, (snapshot_uri, frame)

@@ -138,10 +138,19 @@ def test_every_prediction_is_logged_to_postgresql(api):
     with psycopg.connect(settings.db_url) as conn:
         before = conn.execute(count, (settings.model_name,)).fetchone()[0]
     for _ in range(20):
-        assert client.post("/predict", json=[HOUSE, MANSION]).status_code == 200
+        response = client.post("/predict", json=[HOUSE, MANSION])
+        assert response.status_code == 200
     assert wait_drained(app.state.inference_log)
     with psycopg.connect(settings.db_url) as conn:
         assert conn.execute(count, (settings.model_name,)).fetchone()[0] - before == 40
+        last = conn.execute(
+            "SELECT bed, bath, acre_lot, house_size, state, prediction, endpoint, model_version FROM inference_log ORDER BY id DESC LIMIT 2"
+        ).fetchall()
+    # Each row holds what was asked and what was answered.
+    fields = ("bed", "bath", "acre_lot", "house_size", "state")
+    assert [row[:5] for row in reversed(last)] == [tuple(r[f] for f in fields) for r in (HOUSE, MANSION)]
+    assert [row[5] for row in reversed(last)] == pytest.approx(response.json()["prices"])
+    assert {row[6:] for row in last} == {("/predict", response.json()["model_version"])}
 
 
 def test_reload_under_load_swaps_without_failing_a_request(api):

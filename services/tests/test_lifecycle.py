@@ -74,7 +74,7 @@ def test_absolute_floor_blocks_even_a_first_model(settings: Settings) -> None:
 
 
 def test_better_challenger_takes_over_and_rollback_restores(settings: Settings) -> None:
-    small = TrainingParams(n_estimators=8, num_leaves=8)
+    small = TrainingParams(n_estimators=8, num_leaves=8, learning_rate=0.2)  # deliberately underfit, above the floors
     pipeline.ingest(settings, rows=8_000, seed=1)
     snapshot_uri, frame = pipeline.build_snapshot(settings)
     v1 = train_and_register(frame, snapshot_uri, settings, small)

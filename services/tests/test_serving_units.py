@@ -1,0 +1,109 @@
+"""The serving hot path's parts, against their reference behaviour: the batch histogram against
+prometheus-client's own Histogram, the fast batch decoder against pydantic, the spool's bound."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from mlops_services.features import rows_to_matrix
+from mlops_services.serving.app import _listings
+from mlops_services.serving.inference_log import Batch, Float8ArrayDumper, Spool
+from mlops_services.serving.metrics import PRICE_BUCKETS, BatchHistogram
+from mlops_services.serving.schemas import decode_batch_fast
+
+HOUSE = {"bed": 3, "bath": 2, "acre_lot": 0.25, "house_size": 1800, "state": "Texas"}
+
+
+def test_batch_histogram_exposes_what_prometheus_histogram_would():
+    # Values on the bucket bounds too: `le` means less than or equal.
+    values = np.concatenate([np.asarray(PRICE_BUCKETS), np.random.default_rng(0).uniform(0, 6e6, 2_000), [0.0, 1e7]])
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    batch = BatchHistogram("price", "Predicted prices", PRICE_BUCKETS, registry=ours)
+    reference = Histogram("price", "Predicted prices", buckets=PRICE_BUCKETS, registry=theirs)
+    for chunk in np.array_split(values, 7):
+        batch.observe_many(chunk)
+    for value in values:
+        reference.observe(float(value))
+
+    def samples(registry: CollectorRegistry) -> dict[str, float]:
+        lines = generate_latest(registry).decode().splitlines()
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if not line.startswith("#") and "_created" not in line
+        }
+
+    got, expected = samples(ours), samples(theirs)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value), key
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [HOUSE],
+        [HOUSE, {**HOUSE, "bed": 0, "house_size": 100, "acre_lot": 1000, "state": "Puerto Rico"}],
+        [{**HOUSE, "bed": 3.5}, {**HOUSE, "bath": 30}],
+        # Refused by the fast decoder, so pydantic decides (accepts or names the field):
+        [{**HOUSE, "bed": "3"}],
+        [{**HOUSE, "bed": True}],
+        [{**HOUSE, "state": "Texass"}],
+        [{**HOUSE, "house_size": 99.9}],
+        [{**HOUSE, "acre_lot": 1e999}],
+        [{**HOUSE, "pool": 1}],
+        [{k: v for k, v in HOUSE.items() if k != "bath"}],
+        [],
+    ],
+)
+def test_fast_batch_decoder_accepts_only_what_pydantic_accepts_identically(rows):
+    body = json.dumps(rows).encode()
+    fast = decode_batch_fast(body)
+    try:
+        reference = _listings.validate_json(body)
+    except Exception:
+        reference = None
+    if fast is None:
+        return  # deferred to pydantic: its answer is the API's answer
+    assert reference is not None, "the fast path accepted what the contract refuses"
+    assert np.array_equal(rows_to_matrix(fast), rows_to_matrix(reference))
+
+
+def test_fast_batch_decoder_takes_the_common_case():
+    assert decode_batch_fast(json.dumps([HOUSE] * 3).encode()) is not None
+
+
+def test_float8_array_dumper_lays_out_postgresql_binary_arrays():
+    dumped = Float8ArrayDumper(np.ndarray).dump(np.array([1.5, -2.0]))
+    assert (
+        dumped
+        == ((1).to_bytes(4, "big") + (0).to_bytes(4, "big") + (701).to_bytes(4, "big") + (2).to_bytes(4, "big") + (1).to_bytes(4, "big"))
+        + (8).to_bytes(4, "big")
+        + np.array([1.5], ">f8").tobytes()
+        + (8).to_bytes(4, "big")
+        + np.array([-2.0], ">f8").tobytes()
+    )
+    with pytest.raises(TypeError):
+        Float8ArrayDumper(np.ndarray).dump(np.array([1, 2]))
+
+
+def _batch(rows: int, price: float = 1.0) -> Batch:
+    matrix = np.tile([3.0, 2.0, 0.25, 1800.0, 43.0], (rows, 1))
+    return Batch(datetime(2026, 1, 2, tzinfo=UTC), "house-price", "7", "/predict", matrix, np.full(rows, price))
+
+
+def test_spool_keeps_batches_up_to_its_row_bound_and_reads_them_back(tmp_path):
+    spool = Spool(tmp_path / "spool.jsonl", max_rows=1_000)
+    assert spool.append([_batch(600, 1.0), _batch(300, 2.0)]) == 0
+    assert spool.append([_batch(250, 3.0)]) == 150  # only 100 rows of room were left
+    assert spool.rows == 1_000
+    again = Spool(tmp_path / "spool.jsonl", max_rows=1_000)  # after a restart
+    assert again.rows == 1_000
+    batches = again.read()
+    assert [len(b) for b in batches] == [600, 300, 100]
+    assert batches[2].predictions.tolist() == [3.0] * 100
+    assert np.array_equal(batches[0].matrix, _batch(600).matrix)
+    assert batches[0].logged_at == datetime(2026, 1, 2, tzinfo=UTC) and batches[0].version == "7"
