@@ -33,8 +33,6 @@ start)
     -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" -device "virtio-net-pci,netdev=n0,mac=$mac" \
     -device virtio-rng-pci -display none -serial "file:$state/$name.console.log" -monitor none \
     -pidfile "$state/$name.pid" -daemonize
-  echo "$ip" >"$state/$name.ip"
-  echo "$image/id_ed25519" >"$state/$name.key"
   # No DNS for guests: pin the apt mirror, the only address they may reach outside. Writing
   # that is also the readiness probe, so a slow second login on a loaded host cannot fail it.
   pin_mirror="printf '127.0.0.1 localhost\n127.0.1.1 %s\n%s\n' $name '$("$here/net.sh" hosts-line)' >/etc/hosts && : >/etc/resolv.conf"

@@ -162,8 +162,8 @@ def main() -> None:
             if not ONLY.search(name):
                 continue
             wrk(url, body, connections)  # warm-up: lazy imports, caches, JIT of numba in shap
-            runs_ = sorted((wrk(url, body, connections) for _ in range(REPEATS)), key=lambda r: r["p50_ms"])
-            results[name] = {**runs_[REPEATS // 2], "p50_runs_ms": [r["p50_ms"] for r in runs_]}
+            repeated = sorted((wrk(url, body, connections) for _ in range(REPEATS)), key=lambda r: r["p50_ms"])
+            results[name] = {**repeated[REPEATS // 2], "p50_runs_ms": [r["p50_ms"] for r in repeated]}
             print(name, results[name], flush=True)
     finally:
         for proc in procs:
