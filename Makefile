@@ -49,6 +49,7 @@ help:
 	@echo "make test    set up, then run every check CI runs"
 	@echo "make render  write what the cluster layer would deploy to build/<env>/ (no hosts needed)"
 	@echo "make docs    regenerate roles/*/README.md from meta/argument_specs.yml"
+	@echo "make molecule-vm  the QEMU scenarios alone (MOLECULE_VM_STRATEGY=linear: stock Ansible, no Mitogen)"
 	@echo "make clean   remove the virtualenv and build output"
 
 # Idempotent: the stamp names the hash of requirements.txt, so a changed pin reinstalls.
