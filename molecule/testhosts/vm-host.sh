@@ -22,8 +22,8 @@ key) echo "$("$here/build-vm-image.sh")/id_ed25519" ;;
 start)
   shift
   [ $# -ge 2 ] && [ $(($# % 2)) -eq 0 ] || { echo "usage: $0 start NAME IP [NAME IP ...]" >&2; exit 2; }
-  # One waiter for all VMs: an Ansible async job per VM polled by async_status took CPU from
-  # the booting VMs on a two-core machine.
+  # Each VM boots in the background; this returns once all answer on ssh, or fails if any
+  # does not (its console log tail is printed).
   start_one() {
     local name=$1 ip=$2
     image=$("$here/build-vm-image.sh")
