@@ -22,14 +22,16 @@ key) echo "$("$here/build-vm-image.sh")/id_ed25519" ;;
 start)
   shift
   [ $# -ge 2 ] && [ $(($# % 2)) -eq 0 ] || { echo "usage: $0 start NAME IP [NAME IP ...]" >&2; exit 2; }
+  # Shared by every VM of this call: worked out once, before they start side by side.
+  image=$("$here/build-vm-image.sh")
+  ssh_opts+=(-i "$image/id_ed25519")
+  "$here/net.sh" up "$bridge" "$bridge_ip/24"
+  mirror_hosts_line=$("$here/net.sh" hosts-line)
   # Each VM boots in the background; this returns once all answer on ssh, or fails if any
   # does not (its console log tail is printed).
   start_one() {
     local name=$1 ip=$2
-    image=$("$here/build-vm-image.sh")
-    ssh_opts+=(-i "$image/id_ed25519")
     "$0" stop "$name" >/dev/null 2>&1 || true
-    "$here/net.sh" up "$bridge" "$bridge_ip/24"
     tap="mmt-$name"
     tap=${tap:0:15}
     ip link show "$tap" >/dev/null 2>&1 || ip tuntap add dev "$tap" mode tap
@@ -45,7 +47,7 @@ start)
       -pidfile "$state/$name.pid" -daemonize
     # No DNS for guests: pin the apt mirror, the only address they may reach outside. Writing
     # that is also the readiness probe, so a slow second login on a loaded host cannot fail it.
-    pin_mirror="printf '127.0.0.1 localhost\n127.0.1.1 %s\n%s\n' $name '$("$here/net.sh" hosts-line)' >/etc/hosts && : >/etc/resolv.conf"
+    pin_mirror="printf '127.0.0.1 localhost\n127.0.1.1 %s\n%s\n' $name '$mirror_hosts_line' >/etc/hosts && : >/etc/resolv.conf"
     deadline=$(( $(date +%s) + ${VM_BOOT_TIMEOUT:-300} ))
     while [ "$(date +%s)" -lt "$deadline" ]; do
       if ssh "${ssh_opts[@]}" "root@$ip" "$pin_mirror" 2>/dev/null; then
@@ -59,7 +61,6 @@ start)
     tail -30 "$state/$name.console.log" >&2
     return 1
   }
-  "$here/build-vm-image.sh" >/dev/null # build once, before the VMs start side by side
   pids=()
   while [ $# -ge 2 ]; do
     start_one "$1" "$2" &
