@@ -23,6 +23,15 @@ mirror_ips() {
   [ -n "$host" ] && getent ahostsv4 "$host" | awk '{print $1}' | sort -u
 }
 case $cmd in
+up|down)
+  # Scenarios side by side each bring the bridge up: one at a time, so no call flushes the
+  # chain while another is filling it.
+  mkdir -p /run/lock
+  exec 8>"/run/lock/mlops-net-$bridge.lock"
+  flock 8
+  ;;
+esac
+case $cmd in
 up)
   gateway=$3
   net=$(python3 -c "import ipaddress,sys; print(ipaddress.ip_interface(sys.argv[1]).network)" "$gateway")
