@@ -168,3 +168,18 @@ def test_vm_image_preinstalls_every_debian_package_the_host_roles_declare():
         variables = yaml.safe_load((ROOT / "roles" / role / "vars" / "Debian.yml").read_text())
         declared |= {p for key, value in variables.items() if key.endswith("_packages") for p in value}
     assert declared and declared <= included, f"add to build-vm-image.sh --include: {sorted(declared - included)}"
+
+
+def test_testinfra_waits_for_the_vms_as_long_as_ansible_does():
+    # testinfra ignores Ansible's `timeout` and passes ConnectTimeout=10 unless the ssh args name
+    # one; an emulated sshd under load took longer than that to answer (verify failed in CI).
+    from testinfra.backend.ssh import SshBackend
+
+    shared = yaml.safe_load((ROOT / ".config/molecule/config.yml").read_text())
+    ssh_args = shared["provisioner"]["config_options"]["ssh_connection"]["ssh_args"]
+    command, _ = SshBackend("ssh://vm", ssh_extra_args=ssh_args)._build_ssh_command("true")
+    # ssh keeps the first value it is given for an option
+    testinfra_wait = int(re.search(r"ConnectTimeout=(\d+)", " ".join(command)).group(1))
+    for scenario in sorted((ROOT / "molecule").glob("*/molecule.yml")):
+        defaults = yaml.safe_load(scenario.read_text())["provisioner"].get("config_options", {}).get("defaults", {})
+        assert testinfra_wait >= int(defaults.get("timeout", 10)), scenario
