@@ -297,6 +297,8 @@ class Stack:
                 "-master.telemetry=false",
                 f"-s3.config={config}",
                 "-volume.max=0",
+                # The grace lets other volume servers take over; alone on loopback it only delays stop by 10 s.
+                "-volume.preStopSeconds=0",
                 "-master.volumeSizeLimitMB=256",
             ],
         )
