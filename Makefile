@@ -10,9 +10,6 @@ STAMP       := $(VENV)/.installed-$(REQ_HASH)
 INVENTORIES := $(sort $(wildcard inventories/*))
 # Inventories with a cluster to render (local is the controller alone).
 CLUSTER_ENVS := $(filter-out local,$(notdir $(INVENTORIES)))
-# No bytecode at install time: most of what the venvs hold (the ansible package's collections
-# above all) is never imported here; what is gets compiled on first import. Saves ~1 min of set-up.
-PIP_INSTALL := -m pip install --quiet --disable-pip-version-check --no-compile
 CHECKOV_STAMP := $(VENV)/checkov/.installed-$(shell sha256sum requirements-checkov.txt | cut -c1-16)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -63,8 +60,8 @@ $(STAMP): requirements.txt
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup: Python 3.11+ is required for ansible-core 2.19" >&2; exit 1; }
 	@python3 -m venv --help >/dev/null 2>&1 || { echo "setup: python3 venv is missing: apt-get install python3-venv" >&2; exit 1; }
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
-	$(PY) $(PIP_INSTALL) --upgrade pip
-	$(PY) $(PIP_INSTALL) -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 	@echo "setup: tools installed in $(VENV) ($$($(VENV)/bin/ansible --version 2>/dev/null | sed -n 1p))"
 
@@ -82,17 +79,17 @@ host-deps:
 services-setup: $(SVC_STAMP)
 $(SVC_STAMP): services/requirements.lock services/requirements-test.lock services/pyproject.toml
 	@[ -x $(SVC_PY) ] || python3 -m venv $(SVC_VENV)
-	$(SVC_PY) $(PIP_INSTALL) --upgrade pip
-	$(SVC_PY) $(PIP_INSTALL) -r services/requirements.lock -r services/requirements-test.lock
-	$(SVC_PY) $(PIP_INSTALL) --no-deps -e services
+	$(SVC_PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(SVC_PY) -m pip install --quiet --disable-pip-version-check -r services/requirements.lock -r services/requirements-test.lock
+	$(SVC_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e services
 	@rm -f $(SVC_VENV)/.installed-* && touch $@
 
 # Airflow only runs the DAG's scheduler side; its tasks call the services venv (see services/dags).
 airflow-setup: $(AF_STAMP)
 $(AF_STAMP): services/airflow.lock
 	@[ -x $(AF_VENV)/bin/python ] || python3 -m venv $(AF_VENV)
-	$(AF_VENV)/bin/python $(PIP_INSTALL) --upgrade pip
-	$(AF_VENV)/bin/python $(PIP_INSTALL) -r services/airflow.lock
+	$(AF_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(AF_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r services/airflow.lock
 	@rm -f $(AF_VENV)/.installed-* && touch $@
 
 services-deps:
@@ -173,7 +170,7 @@ validate: render
 # checkov pins packaging<24 (pytest 9 needs newer): it lives in its own venv.
 $(CHECKOV_STAMP): requirements-checkov.txt
 	@[ -x $(VENV)/checkov/bin/python ] || python3 -m venv $(VENV)/checkov
-	$(VENV)/checkov/bin/python $(PIP_INSTALL) -r requirements-checkov.txt
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@rm -f $(VENV)/checkov/.installed-* && touch $@
 
 checkov: render $(CHECKOV_STAMP)
