@@ -19,7 +19,7 @@ mirror=$("$here/net.sh" mirror-uri)
 [ -f "$out/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C mlops-metal-testvm -f "$out/id_ed25519"
 rootfs="$out/rootfs"
 rm -rf "$rootfs"
-# Preinstalled: every Debian package the host roles declare (roles/*/vars/Debian.yml; a unit
+# Preinstalled: every Debian package the host roles declare (roles/*/vars/{main,Debian}.yml; a unit
 # test keeps this list in step). Under software emulation an apt install in a VM costs minutes
 # per package set; here they cost one apt run at build time, cached. The roles' install tasks
 # still run in the VMs and find them present. Every service is installed but off, as on a host

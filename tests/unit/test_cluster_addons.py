@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import cluster_addons as ca
-import netplan
+import network_plan
 import yaml
 
-PLAN = netplan.network_plan(
+PLAN = network_plan.network_plan(
     {
         "k3s_cluster_cidr": "10.44.0.0/16",
         "k3s_service_cidr": "10.45.0.0/16",

@@ -10,13 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import netplan
+import network_plan
+import preflight
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-INVENTORIES = sorted(p.name for p in (ROOT / "inventories").iterdir() if p.is_dir())
+# As the Makefile globs them: inventories/.shared holds what every environment links to.
+INVENTORIES = sorted(p.name for p in (ROOT / "inventories").iterdir() if p.is_dir() and not p.name.startswith("."))
+ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if p.is_dir())
 EXAMPLE_VAULT_PASSWORD = "example-only-not-a-secret"  # documented in docs/secrets.md; guards placeholders only
 
 
@@ -44,11 +47,64 @@ def test_every_python_tool_is_pinned_exactly():
         assert re.fullmatch(r"[A-Za-z0-9_.\[\]-]+==[0-9][0-9A-Za-z.]*", line), f"not pinned exactly: {line}"
 
 
-@pytest.mark.parametrize("role", sorted(p.name for p in (ROOT / "roles").iterdir() if p.is_dir()))
-def test_every_role_has_spec_readme_and_os_vars(role):
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_has_spec_and_readme(role):
     base = ROOT / "roles" / role
-    for rel in ("meta/argument_specs.yml", "meta/main.yml", "README.md", "vars/RedHat.yml", "vars/Debian.yml"):
+    for rel in ("meta/argument_specs.yml", "meta/main.yml", "README.md"):
         assert (base / rel).is_file(), f"{role} lacks {rel}"
+
+
+# geerlingguy's pattern: the distribution's file, else the OS family's, else vars/main.yml.
+OS_VARS_FILES = ["{{ ansible_facts['distribution'] | default('') }}.yml", "{{ ansible_facts['os_family'] | default('') }}.yml", "main.yml"]
+
+
+def role_tasks(role: str) -> list[dict]:
+    def flatten(tasks):
+        for task in tasks or []:
+            yield task
+            for key in ("block", "rescue", "always"):
+                yield from flatten(task.get(key))
+
+    return [t for path in sorted((ROOT / "roles" / role / "tasks").glob("*.yml")) for t in flatten(yaml.safe_load(path.read_text()))]
+
+
+def vars_file(role: str, name: str) -> dict:
+    path = ROOT / "roles" / role / "vars" / name
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def os_vars(role: str, distribution: str, family: str) -> dict:
+    """The variables a host of that OS gets: vars/main.yml, then the first file the pattern finds."""
+    found = next((n for n in (f"{distribution}.yml", f"{family}.yml", "main.yml") if (ROOT / "roles" / role / "vars" / n).is_file()), None)
+    return {**vars_file(role, "main.yml"), **(vars_file(role, found) if found else {})}
+
+
+def supported_os_names() -> set[str]:
+    supported = yaml.safe_load((ROOT / "roles/preflight/defaults/main.yml").read_text())["preflight_supported_os"]
+    return {s["family"] for s in supported} | {d for s in supported for d in s["distributions"]}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_os_vars_follow_one_pattern(role):
+    """Per-OS vars exist only where an OS differs, named so the one loading pattern reaches them."""
+    per_os = sorted(p.name for p in (ROOT / "roles" / role / "vars").glob("*.yml") if p.name != "main.yml")
+    loaders = [t for t in role_tasks(role) if {"ansible.builtin.include_vars", "include_vars"} & set(t)]
+    if not per_os:
+        assert loaders == [], f"{role} loads variables by OS but has no per-OS vars file"
+        return
+    assert len(loaders) == 1, f"{role} must load its per-OS vars exactly once, with the pattern below"
+    (task,) = loaders
+    name = f"__{role}_os_vars"
+    assert task.get("ansible.builtin.include_vars") == f"{{{{ lookup('ansible.builtin.first_found', {name}) }}}}", role
+    assert task["vars"] == {name: {"files": OS_VARS_FILES, "paths": ["{{ role_path }}/vars"]}}, role
+    unreachable = {n.removesuffix(".yml") for n in per_os} - supported_os_names()
+    assert not unreachable, f"{role}: vars/{unreachable} is named after no supported distribution or OS family"
+    main = vars_file(role, "main.yml")
+    contents = [vars_file(role, n) for n in per_os]
+    for file_name, content in zip(per_os, contents, strict=True):
+        same = sorted(k for k, v in content.items() if k in main and main[k] == v)
+        assert not same, f"{role}: vars/{file_name} repeats {same} from vars/main.yml"
+        assert contents.count(content) == 1, f"{role}: vars/{file_name} has a twin; identical per-OS files belong in vars/main.yml"
 
 
 def test_role_readmes_are_generated_and_current():
@@ -84,8 +140,8 @@ def test_example_inventory_plans_are_sound(env):
     data = inventory(env)
     hostvars = data["_meta"]["hostvars"]
     any_host = next(iter(hostvars.values()))
-    raw = {field: any_host.get(field) for field in netplan.PLAN_FIELDS}
-    plan, problems = netplan.resolve_plan(raw)
+    raw = {field: any_host.get(field) for field in network_plan.PLAN_FIELDS}
+    plan, problems = network_plan.resolve_plan(raw)
     assert [p for p in problems if p["severity"] == "error"] == []
     reports = []
     for name, hv in hostvars.items():
@@ -95,8 +151,32 @@ def test_example_inventory_plans_are_sound(env):
             reports.append(
                 {"name": name, "addresses": [{"ifname": "eth0", "addr_info": [{"family": "inet", "local": address, "prefixlen": 24}]}]}
             )
-    problems = netplan.check_host_networks(plan, reports, [])
+    problems = preflight.check_host_networks(plan, reports, [])
     assert problems == [] if reports else True, problems
+
+
+def test_no_inventory_file_is_copied_between_environments():
+    """What environments share lives once, in inventories/.shared, linked from each environment."""
+    seen: dict[str, Path] = {}
+    for path in sorted((ROOT / "inventories").rglob("*")):
+        if path.is_symlink():
+            assert path.resolve().parent == ROOT / "inventories" / ".shared", f"{path} links outside inventories/.shared"
+        elif path.is_file():
+            text = path.read_text()
+            assert text not in seen, f"{path} repeats {seen.get(text)}: move it to inventories/.shared and link it"
+            seen[text] = path
+
+
+def test_no_plugin_module_is_longer_than_500_lines():
+    for path in (ROOT / "plugins").rglob("*.py"):
+        assert len(path.read_text().splitlines()) <= 500, f"{path} is longer than 500 lines: split it by job"
+
+
+def test_k3s_ports_are_written_only_in_the_port_table():
+    """Firewall needs, preflight and NetworkPolicies take K3s's ports from plugins/filter/k3s_ports.py."""
+    ports = re.compile(r"\b(2379|2380|7946|8472|10250|51820|51821)\b")
+    for path in sorted((ROOT / "roles").rglob("*.yml")) + sorted((ROOT / "playbooks").rglob("*.yml")):
+        assert not ports.search(path.read_text()), f"{path} writes a K3s port: take it from mlops_k3s_ports"
 
 
 def test_groups_are_populated_in_every_real_inventory():
@@ -165,7 +245,7 @@ def test_vm_image_preinstalls_every_debian_package_the_host_roles_declare():
     included = set(re.search(r"--include=(\S+)", script).group(1).split(","))
     declared = set()
     for role in ("common", "firewall", "iscsi", "nfs_server"):
-        variables = yaml.safe_load((ROOT / "roles" / role / "vars" / "Debian.yml").read_text())
+        variables = os_vars(role, "Debian", "Debian")
         declared |= {p for key, value in variables.items() if key.endswith("_packages") for p in value}
     assert declared and declared <= included, f"add to build-vm-image.sh --include: {sorted(declared - included)}"
 

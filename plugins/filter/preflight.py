@@ -1,0 +1,387 @@
+"""Preflight of mlops-metal: every host checked against the network plan and the requirements.
+
+The plan's own checks live in network_plan.py; this module adds what needs the hosts: their
+addresses and routes against the plan, their facts (OS, sizing, swap, time sync, ports),
+cross-host uniqueness, and the report. Pure Python, unit-tested without Ansible.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from collections.abc import Sequence
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+# Ansible loads each filter file on its own, by path: the plan module is imported from beside this one.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parent))
+
+from network_plan import NODE_MASK, RANGE_FIELDS, Findings, count_addresses, plan_as_data, resolve_plan, suggest_free
+
+# --------------------------------------------------------------------------- host networks
+
+
+def _host_nets(report: dict[str, Any], ignored: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Addresses and route destinations of one host, without interfaces K3s itself creates."""
+
+    def skip(dev: str) -> bool:
+        return any(fnmatch(dev or "", pattern) for pattern in ignored)
+
+    addresses = []
+    for link in report.get("addresses") or []:
+        ifname = link.get("ifname", "?")
+        if skip(ifname):
+            continue
+        for info in link.get("addr_info") or []:
+            if info.get("family") not in ("inet", "inet6") or not info.get("local"):
+                continue
+            iface = ipaddress.ip_interface(f"{info['local']}/{info.get('prefixlen', 128 if ':' in info['local'] else 32)}")
+            addresses.append({"ifname": ifname, "interface": iface})
+    routes = []
+    for route in report.get("routes") or []:
+        dst = route.get("dst", "")
+        if (
+            dst in ("default", "")
+            or route.get("table") == "local"
+            or route.get("type") in ("local", "broadcast", "multicast", "anycast")
+            or skip(route.get("dev", ""))
+        ):
+            continue
+        try:
+            net = ipaddress.ip_network(dst, strict=False)
+        except ValueError:
+            continue
+        if net.is_link_local or net.is_multicast or net.prefixlen == 0:
+            continue
+        routes.append({"dev": route.get("dev", "?"), "gateway": route.get("gateway", ""), "network": net})
+    return addresses, routes
+
+
+def _service_fix(plan: dict[str, Any], avoid: list[Any], version: int, prefixlen: int) -> str:
+    suggestion = suggest_free(prefixlen, version, avoid + list(plan["k3s_cluster_cidr"]))
+    if "/" not in suggestion:
+        return f"choose a service range that does not contain it ({suggestion})"
+    dns = ipaddress.ip_network(suggestion).network_address + 10
+    return f"choose a service range that does not contain it, e.g. {suggestion} with k3s_cluster_dns {dns}"
+
+
+def _pod_fix(plan: dict[str, Any], avoid: list[Any], version: int, prefixlen: int) -> str:
+    suggestion = suggest_free(prefixlen, version, avoid + list(plan["k3s_service_cidr"]))
+    return f"choose a pod range that does not contain it, e.g. {suggestion}"
+
+
+FIXERS = {"k3s_cluster_cidr": _pod_fix, "k3s_service_cidr": _service_fix}
+
+
+def check_host_networks(plan: dict[str, Any], reports: Sequence[dict[str, Any]], ignored: Sequence[str]) -> Findings:
+    """Every address and non-default route of every host against pod/service ranges and pools."""
+    found = Findings("network")
+    collected = {r["name"]: _host_nets(r, ignored) for r in reports}
+    avoid: list[Any] = []
+    for addresses, routes in collected.values():
+        avoid += [a["interface"].network for a in addresses] + [r["network"] for r in routes]
+    pool_nets = [(p["name"], e["text"], n) for p in plan["metallb_address_pools"] for e in p["entries"] for n in e["networks"]]
+
+    def fix(field: str, rng: Any) -> str:
+        return FIXERS[field](plan, avoid, rng.version, rng.prefixlen)
+
+    for host, (addresses, routes) in collected.items():
+        flagged: list[tuple[str, Any]] = []
+        for entry in addresses:
+            ip, ifname = entry["interface"].ip, entry["ifname"]
+            for field in RANGE_FIELDS:
+                for rng in plan[field]:
+                    if ip in rng:
+                        flagged.append((field, ip))
+                        found.error(f"{ip} on {ifname} of {host} is inside {field} {rng}", fix(field, rng), host=host)
+            for name, text, net in pool_nets:
+                if ip in net:
+                    found.error(
+                        f"{ip} on {ifname} of {host} is inside MetalLB pool {name!r} ({text})",
+                        "MetalLB would hand out a node's own address: shrink the pool so it excludes every node address",
+                        host=host,
+                    )
+        for route in routes:
+            net = route["network"]
+            via = f" via {route['gateway']}" if route["gateway"] else ""
+            where = f"route {net}{via} dev {route['dev']} on {host}"
+            for field in RANGE_FIELDS:
+                for rng in plan[field]:
+                    already = any(f == field and ip in net for f, ip in flagged)
+                    if net.overlaps(rng) and not already:
+                        found.error(f"{where} overlaps {field} {rng}", fix(field, rng), host=host)
+            if route["gateway"]:
+                for name, text, pnet in pool_nets:
+                    if net.overlaps(pnet):
+                        found.warning(
+                            f"{where} overlaps MetalLB pool {name!r} ({text})",
+                            "pool addresses should live on the nodes' own L2 segment, not behind a router",
+                            host=host,
+                        )
+
+    subnets = [a["interface"].network for addresses, _ in collected.values() for a in addresses if not a["interface"].ip.is_loopback]
+    if reports:
+        for pool in plan["metallb_address_pools"]:
+            if pool["protocol"] != "layer2":
+                continue
+            for entry in pool["entries"]:
+                if not all(any(n.subnet_of(s) for s in subnets if s.version == n.version) for n in entry["networks"]):
+                    found.warning(
+                        f"MetalLB layer2 pool {pool['name']!r} ({entry['text']}) is not inside any host subnet",
+                        "layer2 answers ARP/NDP only on the node network: take the pool from a subnet the nodes are on",
+                    )
+    return found
+
+
+# --------------------------------------------------------------------------- host facts
+
+
+def _group_requirements(groups: Sequence[str], minimums: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The strictest requirement of every group a host is in."""
+    merged: dict[str, Any] = {"disk": {}}
+    for group in groups:
+        spec = minimums.get(group) or {}
+        for key in ("vcpus", "memory_mb"):
+            if key in spec:
+                merged[key] = max(merged.get(key, 0), spec[key])
+        if "disk_path" in spec:
+            path = spec["disk_path"]
+            merged["disk"][path] = max(merged["disk"].get(path, 0), spec.get("disk_free_gb", 0))
+    return merged
+
+
+def _mount_for(path: str, mounts: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    best = None
+    for mount in mounts:
+        point = mount.get("mount", "")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > len(best["mount"])):
+            best = mount
+    return best
+
+
+def _port_range(port: Any) -> range:
+    """A declared port, ``N`` or ``N-M`` as the firewall takes it, as the ports it covers."""
+    first, _, last = str(port).partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
+def _check_os(report: dict[str, Any], req: dict[str, Any], found: Findings) -> None:
+    host = report["name"]
+    family, dist, major = report.get("os_family"), report.get("distribution"), str(report.get("distribution_major_version"))
+    supported = req.get("supported_os", [])
+    if not any(family == s["family"] and dist in s["distributions"] and major in [str(v) for v in s["major_versions"]] for s in supported):
+        names = "; ".join(f"{'/'.join(s['distributions'])} {'/'.join(map(str, s['major_versions']))}" for s in supported)
+        found.error(f"{host} runs {dist} {major} ({family}), which is not supported", f"use one of: {names}")
+    arch = report.get("architecture")
+    if arch not in req.get("architectures", []):
+        found.error(f"{host} is {arch}", f"K3s hosts here must be one of {req.get('architectures')}")
+
+
+def _check_sizing(report: dict[str, Any], managed: list[str], req: dict[str, Any], found: Findings) -> None:
+    host, groups = report["name"], "/".join(managed)
+    need = _group_requirements(managed, req.get("group_minimums", {}))
+    if report.get("vcpus", 0) < need.get("vcpus", 0):
+        found.error(
+            f"{host} has {report.get('vcpus')} vCPUs; {groups} needs {need['vcpus']}",
+            "add CPUs or move the host to a lighter group",
+            "sizing",
+        )
+    if report.get("memory_mb", 0) < need.get("memory_mb", 0):
+        found.error(
+            f"{host} has {report.get('memory_mb')} MB of memory; {groups} needs {need['memory_mb']} MB",
+            "add memory or move the host to a lighter group",
+            "sizing",
+        )
+    for path, gigabytes in need["disk"].items():
+        mount = _mount_for(path, report.get("mounts") or [])
+        free_gb = (mount or {}).get("size_available", 0) / 1024**3
+        if mount is None or free_gb < gigabytes:
+            where = f"{mount['mount']} (holding {path})" if mount else path
+            found.error(
+                f"{host} has {free_gb:.1f} GiB free on {where}; needs {gigabytes} GiB",
+                f"free space or mount a larger disk at {path}",
+                "sizing",
+            )
+
+
+def _check_ports(report: dict[str, Any], managed: list[str], req: dict[str, Any], found: Findings) -> None:
+    owners = req.get("port_owner_patterns", [])
+    for group in managed:
+        for want in req.get("group_ports", {}).get(group, []):
+            proto = want.get("proto", "tcp")
+            for sock in report.get("listening") or []:
+                port = int(sock.get("port", -1))
+                if port not in _port_range(want["port"]) or sock.get("protocol", "tcp")[:3] != proto:
+                    continue
+                owner = sock.get("name") or "unknown"
+                if any(fnmatch(owner, p) for p in owners):
+                    continue
+                found.error(
+                    f"{port}/{proto} ({want.get('purpose', 'K3s')}) on {report['name']} is taken by {owner} (pid {sock.get('pid', '?')})",
+                    "stop that service or move it to another port",
+                    "ports",
+                )
+
+
+def check_host_facts(report: dict[str, Any], req: dict[str, Any]) -> Findings:
+    """OS, architecture, sizing, swap, time sync and port checks for one managed host."""
+    host = report["name"]
+    found = Findings("os", host)
+    groups = set(report.get("groups") or [])
+    managed = sorted(groups & set(req.get("managed_groups", [])))
+    if not managed:
+        return found
+    _check_os(report, req, found)
+    _check_sizing(report, managed, req, found)
+    in_cluster = "k3s_cluster" in groups or bool(groups & {"k3s_server", "k3s_agent"})
+    if in_cluster and report.get("swap_mb", 0) > 0:
+        found.add(
+            "error" if req.get("swap_fatal") else "warning",
+            f"{host} has {report.get('swap_mb')} MB of swap enabled",
+            "the common role turns swap off (kubelet expects none)",
+            "host",
+        )
+    if in_cluster and not report.get("time_sync_active"):
+        found.add(
+            "error" if req.get("time_sync_fatal") else "warning",
+            f"{host} runs no time sync service (chronyd, systemd-timesyncd or ntpd)",
+            "the common role installs and starts chrony; embedded etcd needs clocks in sync",
+            "host",
+        )
+    _check_ports(report, managed, req, found)
+    return found
+
+
+def check_uniqueness(reports: Sequence[dict[str, Any]], managed_groups: Sequence[str]) -> Findings:
+    found = Findings("hosts")
+    managed = [r for r in reports if set(r.get("groups") or []) & set(managed_groups)]
+    for key, label, fix in (
+        ("hostname", "hostname", "give every node its own hostname (K3s uses it as the node name)"),
+        ("node_ip", "node IP", "set k3s_node_ip per host to an address of its own"),
+    ):
+        seen: dict[str, list[str]] = {}
+        for report in managed:
+            value = str(report.get(key) or "").lower()
+            if value:
+                seen.setdefault(value, []).append(report["name"])
+        for value, hosts in sorted(seen.items()):
+            if len(hosts) > 1:
+                found.error(f"{label} {value} is shared by {', '.join(hosts)}", fix)
+    return found
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt_nets(nets: Sequence[Any]) -> str:
+    return ", ".join(str(n) for n in nets) or "-"
+
+
+def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _plan_rows(plan: dict[str, Any]) -> list[list[str]]:
+    rows = [["field", "value", "size"]]
+    for field in RANGE_FIELDS:
+        nets = plan[field]
+        size = ", ".join(
+            f"{n.num_addresses:,} addresses"
+            + (f", {2 ** max(0, NODE_MASK[n.version] - n.prefixlen):,} nodes" if field == "k3s_cluster_cidr" else "")
+            for n in nets
+        )
+        rows.append([field, _fmt_nets(nets), size])
+    rows.append(["k3s_cluster_dns", _fmt_nets(plan["k3s_cluster_dns"]), ""])
+    for pool in plan["metallb_address_pools"]:
+        rows.append(
+            [
+                f"metallb pool {pool['name']}",
+                ", ".join(e["text"] for e in pool["entries"]),
+                f"{count_addresses(n for e in pool['entries'] for n in e['networks']):,} addresses, {pool['protocol']}",
+            ]
+        )
+    if not plan["metallb_address_pools"]:
+        rows.append(["metallb_address_pools", "-", "none: LoadBalancer services stay pending"])
+    return rows
+
+
+def _host_rows(reports: Sequence[dict[str, Any]], problems: Sequence[dict[str, str]], ignored: Sequence[str]) -> list[list[str]]:
+    by_host: dict[str, list[dict[str, str]]] = {}
+    for p in problems:
+        by_host.setdefault(p["host"], []).append(p)
+    rows = [["host", "groups", "addresses", "verdict"]]
+    for report in reports:
+        addresses, _ = _host_nets(report, ignored)
+        shown = (
+            ", ".join(
+                f"{a['ifname']} {a['interface']}"
+                for a in addresses
+                if not (a["interface"].ip.is_link_local or a["interface"].ip.is_loopback)
+            )
+            or "-"
+        )
+        mine = by_host.get(report["name"], [])
+        errors = sum(1 for p in mine if p["severity"] == "error")
+        verdict = f"{errors} error(s)" if errors else ("warnings" if mine else "ok")
+        rows.append([report["name"], ",".join(g for g in report.get("groups") or [] if g != "ungrouped") or "-", shown, verdict])
+    return rows
+
+
+def render_report(
+    plan: dict[str, Any], reports: Sequence[dict[str, Any]], problems: Sequence[dict[str, str]], ignored: Sequence[str]
+) -> str:
+    lines = [
+        f"mlops-metal preflight: cluster {plan.get('mlops_cluster_name') or '?'},"
+        f" environment {plan.get('mlops_environment') or '?'}, {len(reports)} host(s)",
+        "",
+        "Network plan",
+        *_table(_plan_rows(plan)),
+        "",
+        "Hosts",
+        *_table(_host_rows(reports, problems, ignored)),
+    ]
+    errors = [p for p in problems if p["severity"] == "error"]
+    warnings = [p for p in problems if p["severity"] != "error"]
+    lines += ["", f"Findings: {len(errors)} error(s), {len(warnings)} warning(s)"]
+    for p in errors + warnings:
+        where = "" if p["host"] == "-" else f" [{p['host']}]"
+        lines.append(f"  {p['severity'].upper():7} {p['check']}{where}: {p['message']}")
+        if p["fix"]:
+            lines.append(f"          fix: {p['fix']}")
+    lines += ["", "Verdict: " + (f"FAIL - fix the {len(errors)} error(s) above; no host was changed." if errors else "PASS")]
+    return "\n".join(lines)
+
+
+def preflight(raw_plan: dict[str, Any], reports: Sequence[dict[str, Any]], requirements: dict[str, Any]) -> dict[str, Any]:
+    """Every check at once: the plan, each host's networks and facts, cross-host uniqueness."""
+    reports = [r for r in reports if r]
+    plan, found = resolve_plan(raw_plan)
+    ignored = requirements.get("ignored_interfaces", [])
+    found += check_host_networks(plan, reports, ignored)
+    for report in reports:
+        found += check_host_facts(report, requirements)
+    found += check_uniqueness(reports, requirements.get("managed_groups", []))
+    for missing in requirements.get("missing_hosts", []):
+        found.error(
+            f"{missing} could not be checked (unreachable, or fact collection failed)",
+            "make the host reachable over ssh with Python 3, then run preflight again",
+            "hosts",
+            missing,
+        )
+    errors = sum(1 for p in found if p["severity"] == "error")
+    return {
+        "errors": errors,
+        "warnings": len(found) - errors,
+        "findings": list(found),
+        "report": render_report(plan, reports, found, ignored),
+        "plan": plan_as_data(plan),
+    }
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"mlops_preflight": preflight}

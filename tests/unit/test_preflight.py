@@ -1,0 +1,223 @@
+"""Unit tests for preflight's host checks and report (plugins/filter/preflight.py)."""
+
+from __future__ import annotations
+
+import network_plan
+import preflight
+from plan_cases import BASE, errors, plan, warnings
+
+REQ = {
+    "managed_groups": ["k3s_server", "k3s_agent", "nfs_server"],
+    "supported_os": [
+        {"family": "RedHat", "distributions": ["Rocky", "RedHat", "AlmaLinux"], "major_versions": ["9"]},
+        {"family": "Debian", "distributions": ["Debian"], "major_versions": ["12"]},
+    ],
+    "architectures": ["x86_64", "aarch64"],
+    "group_minimums": {
+        "k3s_server": {"vcpus": 2, "memory_mb": 1800, "disk_path": "/var/lib/rancher", "disk_free_gb": 10},
+        "nfs_server": {"vcpus": 1, "memory_mb": 450, "disk_path": "/srv/nfs", "disk_free_gb": 20},
+    },
+    "group_ports": {"k3s_server": [{"port": 6443, "proto": "tcp", "purpose": "Kubernetes API"}]},
+    "port_owner_patterns": ["k3s*"],
+    "ignored_interfaces": ["cni0", "flannel*", "veth*"],
+}
+
+
+def host(name="node1", addrs=(("eth0", "192.168.1.11", 24),), routes=(), groups=("k3s_server", "k3s_cluster"), **facts):
+    report = {
+        "name": name,
+        "groups": list(groups),
+        "hostname": name,
+        "node_ip": addrs[0][1] if addrs else "",
+        "os_family": "RedHat",
+        "distribution": "Rocky",
+        "distribution_major_version": "9",
+        "architecture": "x86_64",
+        "vcpus": 4,
+        "memory_mb": 8000,
+        "swap_mb": 0,
+        "mounts": [{"mount": "/", "size_available": 100 * 1024**3}],
+        "addresses": [
+            {"ifname": ifname, "addr_info": [{"family": "inet6" if ":" in ip else "inet", "local": ip, "prefixlen": plen}]}
+            for ifname, ip, plen in addrs
+        ],
+        "routes": [dict(r) for r in routes],
+        "listening": [],
+        "time_sync_active": ["chronyd.service"],
+    }
+    report.update(facts)
+    return report
+
+
+# ---------------------------------------------------------------- host networks
+
+
+def run_hosts(raw_plan, reports):
+    resolved, _ = network_plan.resolve_plan(raw_plan)
+    return preflight.check_host_networks(resolved, reports, REQ["ignored_interfaces"])
+
+
+def test_deployment_log_case_names_address_range_and_fix():
+    problems = run_hosts(BASE, [host("node1", addrs=(("eth0", "10.43.100.94", 24),))])
+    (problem,) = [p for p in problems if p["severity"] == "error"]
+    assert problem["message"] == "10.43.100.94 on eth0 of node1 is inside k3s_service_cidr 10.43.0.0/16"
+    assert problem["fix"] == "choose a service range that does not contain it, e.g. 10.44.0.0/16 with k3s_cluster_dns 10.44.0.10"
+    assert problem["host"] == "node1"
+
+
+def test_suggestion_avoids_every_host_network_and_the_pod_range():
+    reports = [host("n1", addrs=(("eth0", "10.43.100.94", 24), ("eth1", "10.44.0.5", 16)))]
+    problems = run_hosts(BASE, reports)
+    fix = next(p["fix"] for p in problems if "10.43.100.94" in p["message"])
+    assert "e.g. 10.45.0.0/16" in fix
+
+
+def test_pod_range_collision_and_ipv6_addresses():
+    raw = plan(k3s_cluster_cidr="10.42.0.0/16,fd42:42::/56", k3s_service_cidr="10.43.0.0/16,fd42:43::/112", k3s_cluster_dns="10.43.0.10")
+    reports = [host("n1", addrs=(("eth0", "192.168.1.11", 24), ("eth1", "fd42:42::5", 64), ("wg0", "10.42.7.1", 24)))]
+    messages = errors(run_hosts(raw, reports))
+    assert "fd42:42::5 on eth1 of n1 is inside k3s_cluster_cidr fd42:42::/56" in messages
+    assert "10.42.7.1 on wg0 of n1 is inside k3s_cluster_cidr 10.42.0.0/16" in messages
+
+
+def test_routes_are_checked_but_not_double_reported():
+    routes = (
+        {"dst": "default", "gateway": "192.168.1.1", "dev": "eth0"},
+        {"dst": "10.43.0.0/16", "gateway": "192.168.1.254", "dev": "eth0"},
+        {"dst": "192.168.1.0/24", "dev": "eth0", "protocol": "kernel"},
+        {"dst": "10.42.1.0/24", "gateway": "10.42.1.0", "dev": "flannel.1"},
+    )
+    messages = errors(run_hosts(BASE, [host("n1", routes=routes)]))
+    assert messages == ["route 10.43.0.0/16 via 192.168.1.254 dev eth0 on n1 overlaps k3s_service_cidr 10.43.0.0/16"]
+
+
+def test_connected_route_of_a_flagged_address_is_not_repeated():
+    routes = ({"dst": "10.43.100.0/24", "dev": "eth0", "protocol": "kernel"},)
+    problems = run_hosts(BASE, [host("n1", addrs=(("eth0", "10.43.100.94", 24),), routes=routes)])
+    assert len(errors(problems)) == 1
+
+
+def test_k3s_own_interfaces_are_ignored_on_a_running_node():
+    reports = [host("n1", addrs=(("eth0", "192.168.1.11", 24), ("cni0", "10.42.0.1", 24), ("flannel.1", "10.42.0.0", 32)))]
+    assert errors(run_hosts(BASE, reports)) == []
+
+
+def test_pool_containing_a_node_address():
+    raw = plan(metallb_address_pools=[{"name": "lb", "addresses": ["192.168.1.0/28"]}])
+    messages = errors(run_hosts(raw, [host("n1", addrs=(("eth0", "192.168.1.11", 24),))]))
+    assert messages == ["192.168.1.11 on eth0 of n1 is inside MetalLB pool 'lb' (192.168.1.0/28)"]
+
+
+def test_layer2_pool_outside_host_subnets_warns_and_bgp_does_not():
+    raw = plan(
+        metallb_address_pools=[
+            {"name": "l2", "addresses": ["172.30.0.0/28"]},
+            {"name": "b", "protocol": "bgp", "addresses": ["172.31.0.0/28"]},
+        ]
+    )
+    problems = run_hosts(raw, [host()])
+    assert errors(problems) == []
+    assert warnings(problems) == ["MetalLB layer2 pool 'l2' (172.30.0.0/28) is not inside any host subnet"]
+
+
+# ---------------------------------------------------------------- host facts
+
+
+def test_healthy_host_has_no_findings():
+    assert preflight.check_host_facts(host(), REQ) == []
+
+
+def test_unmanaged_host_gets_no_fact_checks():
+    assert preflight.check_host_facts(host(groups=(), os_family="Archlinux", vcpus=1), REQ) == []
+
+
+def test_host_fact_problems_are_all_reported():
+    report = host(
+        distribution="Ubuntu",
+        os_family="Debian",
+        distribution_major_version="22",
+        architecture="armv7l",
+        vcpus=1,
+        memory_mb=1000,
+        swap_mb=2048,
+        time_sync_active=[],
+        mounts=[{"mount": "/", "size_available": 2 * 1024**3}],
+        listening=[
+            {"port": 6443, "protocol": "tcp", "name": "nginx", "pid": 42},
+            {"port": 6443, "protocol": "tcp6", "name": "k3s-server", "pid": 7},
+        ],
+    )
+    problems = preflight.check_host_facts(report, REQ)
+    text = "\n".join(p["message"] for p in problems)
+    assert "runs Ubuntu 22 (Debian), which is not supported" in text
+    assert "is armv7l" in text
+    assert "has 1 vCPUs; k3s_server needs 2" in text
+    assert "1000 MB of memory" in text
+    assert "2.0 GiB free on / (holding /var/lib/rancher); needs 10 GiB" in text
+    assert "6443/tcp (Kubernetes API) on node1 is taken by nginx (pid 42)" in text
+    assert "k3s-server" not in text
+    assert sorted(warnings(problems)) == sorted(m for m in text.splitlines() if "swap" in m or "time sync" in m)
+
+
+def test_strictest_group_requirement_wins_and_longest_mount_matches():
+    report = host(
+        groups=("k3s_server", "nfs_server"),
+        mounts=[{"mount": "/", "size_available": 50 * 1024**3}, {"mount": "/srv", "size_available": 5 * 1024**3}],
+    )
+    messages = errors(preflight.check_host_facts(report, REQ))
+    assert messages == ["node1 has 5.0 GiB free on /srv (holding /srv/nfs); needs 20 GiB"]
+
+
+def test_swap_and_time_sync_can_be_made_fatal():
+    report = host(swap_mb=10, time_sync_active=[])
+    assert len(errors(preflight.check_host_facts(report, {**REQ, "swap_fatal": True, "time_sync_fatal": True}))) == 2
+
+
+def test_duplicate_hostnames_and_node_ips():
+    reports = [host("a", hostname="node"), host("b", hostname="NODE")]
+    messages = errors(preflight.check_uniqueness(reports, REQ["managed_groups"]))
+    assert messages == ["hostname node is shared by a, b", "node IP 192.168.1.11 is shared by a, b"]
+
+
+# ---------------------------------------------------------------- whole run
+
+
+def test_preflight_collects_everything_and_renders_a_report():
+    raw = plan(k3s_cluster_dns="10.99.0.1")
+    reports = [host("n1", addrs=(("eth0", "10.43.100.94", 24),)), host("n2", addrs=(("eth0", "10.43.100.95", 24),), vcpus=1)]
+    result = preflight.preflight(raw, reports, {**REQ, "missing_hosts": ["n3"]})
+    assert result["errors"] == 5
+    report = result["report"]
+    for expected in (
+        "10.43.100.94 on eth0 of n1",
+        "10.43.100.95 on eth0 of n2",
+        "k3s_cluster_dns 10.99.0.1",
+        "has 1 vCPUs",
+        "n3 could not be checked",
+        "Verdict: FAIL",
+    ):
+        assert expected in report
+
+
+def test_port_ranges_and_udp_ports_are_checked():
+    req = {
+        **REQ,
+        "group_ports": {
+            "k3s_server": [
+                {"port": "2379-2380", "proto": "tcp", "purpose": "embedded etcd"},
+                {"port": "7946", "proto": "udp", "purpose": "MetalLB memberlist"},
+            ]
+        },
+    }
+    report = host(
+        listening=[
+            {"port": 2380, "protocol": "tcp", "name": "etcd", "pid": 5},
+            {"port": 2381, "protocol": "tcp", "name": "etcd", "pid": 5},
+            {"port": 7946, "protocol": "udp6", "name": "serf", "pid": 6},
+            {"port": 7946, "protocol": "tcp", "name": "serf", "pid": 6},
+        ]
+    )
+    assert errors(preflight.check_host_facts(report, req)) == [
+        "2380/tcp (embedded etcd) on node1 is taken by etcd (pid 5)",
+        "7946/udp (MetalLB memberlist) on node1 is taken by serf (pid 6)",
+    ]
