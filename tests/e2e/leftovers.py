@@ -1,0 +1,28 @@
+"""What the live tier's node may leave on this machine, looked for after `down`."""
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("E2E_STATE", ROOT / "build" / "e2e" / "node"))
+
+
+def leftovers() -> list[str]:
+    """Everything of the node still on this machine: namespaces, links, cgroups, processes, mounts, rules, files."""
+    found = []
+    if subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count("mlops-e2e"):
+        found.append("network namespace mlops-e2e")
+    if subprocess.run(["ip", "link", "show", "mlopse2e0"], capture_output=True).returncode == 0:
+        found.append("bridge mlopse2e0")
+    found += [str(p) for p in Path("/sys/fs/cgroup").glob("*/mlops-e2e")]
+    processes = subprocess.run(["pgrep", "-af", str(STATE)], capture_output=True, text=True).stdout
+    found += [line for line in processes.splitlines() if line]
+    found += [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(STATE) in line]
+    # The node's rules (kube-proxy, CNI masquerade) live in its network namespace, never here.
+    for save in ("iptables-save", "ip6tables-save"):
+        rules = subprocess.run([save], capture_output=True, text=True).stdout
+        found += [f"{save}: {line}" for line in rules.splitlines() if any(m in line for m in ("KUBE-", "CNI-", "10.235.", "10.236."))]
+    if STATE.exists():
+        found.append(str(STATE))
+    return found
