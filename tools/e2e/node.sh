@@ -172,6 +172,7 @@ start_control_plane() { # bin-dir
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged=true \
+    --kubelet-preferred-address-types InternalIP \
     --profiling=false
   wait_for 120 "the API server to be ready" curl -sf --cacert "$pki/ca.crt" "https://$node_ip:6443/readyz"
   local component
@@ -252,7 +253,14 @@ up() {
   ip link set "${E2E_BRIDGE}h" master "$E2E_BRIDGE" up
   ip -n "$E2E_NETNS" addr add "$E2E_NODE_ADDRESS" dev eth0
   ip -n "$E2E_NETNS" link set eth0 up
-  ip -n "$E2E_NETNS" route add default via "${E2E_HOST_ADDRESS%/*}"
+  # No default route: nothing in the node can reach past the bridge, not even by mistake. A
+  # packet the node itself sends to a ClusterIP needs a usable route before kube-proxy's DNAT
+  # (in OUTPUT) rewrites it to a pod. This kernel has no dummy links and a blackhole route
+  # fails the connect, so the range points at one end of a veth pair whose other end stays
+  # down: what no rule rewrites is dropped there.
+  ip -n "$E2E_NETNS" link add svc0 type veth peer name svc1
+  ip -n "$E2E_NETNS" link set svc0 up
+  ip -n "$E2E_NETNS" route add "$E2E_SERVICE_CIDR" dev svc0
   # setsid: the node outlives this shell. nsenter and unshare each exec the next, so the
   # background job is unshare, and its one child is the PID namespace's first process.
   # (Not ip netns exec: it remounts /sys and so hides the cgroup hierarchies.)
