@@ -75,13 +75,19 @@ def digest_of(*parts: bytes) -> str:
     return sha.hexdigest()
 
 
+def context_files(folder: Path) -> list[Path]:
+    """A build context's files as a fresh clone has them: tracked or new, never ignored
+    (egg-info, caches, bytecode), in a stable order."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "."],
+                            cwd=folder, capture_output=True, text=True)  # fmt: skip
+    if listed.returncode != 0:  # not a git checkout (an exported tree): everything but bytecode
+        return sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+    return sorted({folder / name for name in listed.stdout.split("\0") if name and (folder / name).is_file()})
+
+
 def tree_bytes(folder: Path) -> list[bytes]:
     """Every file of a build context, path and content, in a stable order."""
-    return [
-        str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc")
-    ]
+    return [str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() for path in context_files(folder)]
 
 
 def apt_sources(release: str) -> list[str]:
@@ -160,7 +166,10 @@ def build_image(name: str, spec: dict[str, Any], registry: str, base_ref: str) -
     with tempfile.TemporaryDirectory() as work:
         if "wheels" in spec:  # the context plus its wheel folders, in a copy: the work tree stays clean
             build_context = Path(work) / "context"
-            shutil.copytree(context, build_context, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            for path in context_files(context):
+                target = build_context / path.relative_to(context)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
             houses = spec["wheels"] if isinstance(spec["wheels"], dict) else {"wheels": spec["wheels"]}
             for folder, requirements in houses.items():
                 shutil.copytree(wheelhouse(context, requirements), build_context / folder)

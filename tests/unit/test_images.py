@@ -3,6 +3,7 @@ our own base, every Debian package and wheel is pinned, and a tag follows its in
 
 import importlib.util
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,3 +94,17 @@ def test_tag_follows_every_input(tmp_path: Path) -> None:
     (context / "app.py").write_text("print(1)\n")
     (context / "app.py").rename(context / "main.py")
     assert build_images.digest_of(*build_images.tree_bytes(context)) != key, "a renamed file is a new input"
+
+
+def test_ignored_files_are_no_input(tmp_path: Path) -> None:
+    """In a checkout, what git ignores (egg-info, caches) neither changes a tag nor enters the build."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("*.egg-info/\n.pytest_cache/\n")
+    (tmp_path / "app.py").write_text("print(1)\n")
+    key = build_images.digest_of(*build_images.tree_bytes(tmp_path))
+    (tmp_path / "pkg.egg-info").mkdir()
+    (tmp_path / "pkg.egg-info" / "PKG-INFO").write_text("Name: pkg\n")
+    assert build_images.digest_of(*build_images.tree_bytes(tmp_path)) == key
+    assert [p.name for p in build_images.context_files(tmp_path)] == [".gitignore", "app.py"]
+    (tmp_path / "new.py").write_text("print(2)\n")  # new, not yet added: an input all the same
+    assert build_images.digest_of(*build_images.tree_bytes(tmp_path)) != key
