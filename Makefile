@@ -22,7 +22,7 @@ HOST_PACKAGES := iproute2 mmdebstrap systemd-container iptables openssh-client
 SERVICES_HOST_PACKAGES := postgresql-15 chromium chromium-driver
 SVC_VENV    := .venv-services
 SVC_PY      := $(SVC_VENV)/bin/python
-SVC_STAMP   := $(SVC_VENV)/.installed-$(shell cat services/requirements.lock services/requirements-test.lock services/pyproject.toml | sha256sum | cut -c1-16)
+SVC_STAMP   := $(SVC_VENV)/.installed-$(shell cat services/requirements.lock services/requirements-test.lock services/pyproject.toml services/dev/pyproject.toml | sha256sum | cut -c1-16)
 AF_VENV     := .venv-airflow
 AF_STAMP    := $(AF_VENV)/.installed-$(shell sha256sum services/airflow.lock | cut -c1-16)
 # Where make demo keeps the local stack's state (PostgreSQL runs as the postgres user, so
@@ -79,11 +79,11 @@ host-deps:
 # services/ has its own virtualenv: MLflow, LightGBM, SHAP and friends pin versions that have
 # nothing to do with Ansible's.
 services-setup: $(SVC_STAMP)
-$(SVC_STAMP): services/requirements.lock services/requirements-test.lock services/pyproject.toml
+$(SVC_STAMP): services/requirements.lock services/requirements-test.lock services/pyproject.toml services/dev/pyproject.toml
 	@[ -x $(SVC_PY) ] || python3 -m venv $(SVC_VENV)
 	$(SVC_PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(SVC_PY) -m pip install --quiet --disable-pip-version-check -r services/requirements.lock -r services/requirements-test.lock
-	$(SVC_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e services
+	$(SVC_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e services -e services/dev
 	@rm -f $(SVC_VENV)/.installed-* && touch $@
 
 # Airflow only runs the DAG's scheduler side; its tasks call the services venv (see services/dags).
@@ -120,10 +120,10 @@ demo-cluster: setup
 
 # The ML platform on loopback: PostgreSQL, SeaweedFS, MLflow, one pipeline run, API and UI.
 demo-services: services-setup services-deps
-	$(SVC_VENV)/bin/mlops demo up --state "$(MLOPS_STATE_DIR)"
+	$(SVC_VENV)/bin/mlops-dev demo up --state "$(MLOPS_STATE_DIR)"
 
 demo-down: services-setup
-	$(SVC_VENV)/bin/mlops demo down --state "$(MLOPS_STATE_DIR)"
+	$(SVC_VENV)/bin/mlops-dev demo down --state "$(MLOPS_STATE_DIR)"
 
 test: setup host-deps lint docs-check syntax validate checkov pytest services-test molecule images e2e
 	@echo "make test: all checks passed"

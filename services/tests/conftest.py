@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlops_dev.stack import Ports, Stack
 
 from mlops_services.model import TrainingParams
 from mlops_services.settings import Settings
-from mlops_services.stack import Ports, Stack
 
 from .served import promote_first_model, serve
 

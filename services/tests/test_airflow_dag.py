@@ -13,10 +13,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from mlops_dev.stack import Stack
 
 from mlops_services import registry
 from mlops_services.settings import Settings
-from mlops_services.stack import Stack
 
 from .served import serve
 

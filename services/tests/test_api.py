@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from mlops_services import pipeline
+from mlops_services.contract import FEATURES
 from mlops_services.model import TrainingParams
-from mlops_services.schema import FEATURES
 from mlops_services.serving.inference_log import wait_drained
 from mlops_services.train import train_and_register
 
@@ -78,9 +78,14 @@ def test_garbage_is_never_a_500(api, raw):
     "payload",
     [
         {"dataframe_split": {"columns": list(HOUSE), "data": [list(HOUSE.values()), list(MANSION.values())]}},
+        {"dataframe_split": {"columns": list(HOUSE), "data": [list(HOUSE.values()), list(MANSION.values())], "index": [7, "b"]}},
+        {"dataframe_split": {"columns": list(HOUSE)[::-1], "data": [list(HOUSE.values())[::-1], list(MANSION.values())[::-1]]}},
         {"dataframe_records": [HOUSE, MANSION]},
+        {"dataframe_records": [HOUSE, MANSION], "params": {"anything": 1}},
         {"inputs": [HOUSE, MANSION]},
         {"inputs": {k: [HOUSE[k], MANSION[k]] for k in HOUSE}},
+        {"instances": [HOUSE, MANSION]},
+        {"instances": {k: [HOUSE[k], MANSION[k]] for k in HOUSE}},
     ],
 )
 def test_invocations_speaks_mlflow_scoring_protocol(api, payload):
@@ -95,8 +100,10 @@ def test_invocations_accepts_csv_and_rejects_bad_rows(api):
     client, *_ = api
     csv = pd.DataFrame([HOUSE]).to_csv(index=False)
     assert client.post("/invocations", content=csv, headers={"content-type": "text/csv"}).status_code == 200
-    bad = client.post("/invocations", json={"dataframe_records": [{**HOUSE, "bath": -1}]})
-    assert bad.status_code == 422 and ["body", 0, "bath"] in [e["loc"] for e in bad.json()["detail"]]
+    bad = client.post("/invocations", json={"dataframe_records": [HOUSE, {**HOUSE, "bath": -1}]})
+    # MLflow's error body and status (as `mlflow models serve` answers), naming the row and field.
+    assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert ["body", "dataframe_records", 1, "bath"] in [e["loc"] for e in bad.json()["detail"]]
 
 
 def test_explain_adds_up_to_the_prediction_in_dollars(api):

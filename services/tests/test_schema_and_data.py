@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlops_services import synth
-from mlops_services.schema import FEATURES, RAW_COLUMNS, validate_batch
+from mlops_services.contract import FEATURES, RAW_COLUMNS, validate_batch
 from mlops_services.train import split_holdout
 
 

@@ -1,5 +1,6 @@
 """The serving hot path's parts, against their reference behaviour: the batch histogram against
-prometheus-client's own Histogram, the fast batch decoder against pydantic, the spool's bound."""
+prometheus-client's own Histogram, the fast batch decoder and the column fast path against
+pydantic, the pyfunc against its booster, the spool's bound."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import json
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from pydantic import ValidationError
 
-from mlops_services.features import rows_to_matrix
-from mlops_services.serving.app import _listings
+from mlops_services.features import matrix_from_columns, rows_to_matrix
+from mlops_services.serving.bodies import decode_batch_fast
 from mlops_services.serving.inference_log import Batch, Float8ArrayDumper, Spool
 from mlops_services.serving.metrics import PRICE_BUCKETS, BatchHistogram
-from mlops_services.serving.schemas import decode_batch_fast
+from mlops_services.serving.routes import _listings
 
 HOUSE = {"bed": 3, "bath": 2, "acre_lot": 0.25, "house_size": 1800, "state": "Texas"}
 
@@ -42,23 +45,26 @@ def test_batch_histogram_exposes_what_prometheus_histogram_would():
         assert got[key] == pytest.approx(value), key
 
 
-@pytest.mark.parametrize(
-    "rows",
-    [
-        [HOUSE],
-        [HOUSE, {**HOUSE, "bed": 0, "house_size": 100, "acre_lot": 1000, "state": "Puerto Rico"}],
-        [{**HOUSE, "bed": 3.5}, {**HOUSE, "bath": 30}],
-        # Refused by the fast decoder, so pydantic decides (accepts or names the field):
-        [{**HOUSE, "bed": "3"}],
-        [{**HOUSE, "bed": True}],
-        [{**HOUSE, "state": "Texass"}],
-        [{**HOUSE, "house_size": 99.9}],
-        [{**HOUSE, "acre_lot": 1e999}],
-        [{**HOUSE, "pool": 1}],
-        [{k: v for k, v in HOUSE.items() if k != "bath"}],
-        [],
-    ],
-)
+# Batches at the contract's edges, and breaking it in every way a client can.
+CONTRACT_CASES = [
+    [HOUSE],
+    [HOUSE, {**HOUSE, "bed": 0, "house_size": 100, "acre_lot": 1000, "state": "Puerto Rico"}],
+    [{**HOUSE, "bed": 3.5}, {**HOUSE, "bath": 30}],
+    # Refused by the fast paths, so pydantic decides (accepts or names the field):
+    [{**HOUSE, "bed": "3"}],
+    [{**HOUSE, "bed": True}],
+    [{**HOUSE, "bed": None}],
+    [{**HOUSE, "bed": float("nan")}],
+    [{**HOUSE, "state": "Texass"}],
+    [{**HOUSE, "state": 7}],
+    [{**HOUSE, "house_size": 99.9}],
+    [{**HOUSE, "acre_lot": 1e999}],
+    [{**HOUSE, "pool": 1}],
+    [{k: v for k, v in HOUSE.items() if k != "bath"}],
+]
+
+
+@pytest.mark.parametrize("rows", [*CONTRACT_CASES, []])
 def test_fast_batch_decoder_accepts_only_what_pydantic_accepts_identically(rows):
     body = json.dumps(rows).encode()
     fast = decode_batch_fast(body)
@@ -107,3 +113,38 @@ def test_spool_keeps_batches_up_to_its_row_bound_and_reads_them_back(tmp_path):
     assert batches[2].predictions.tolist() == [3.0] * 100
     assert np.array_equal(batches[0].matrix, _batch(600).matrix)
     assert batches[0].logged_at == datetime(2026, 1, 2, tzinfo=UTC) and batches[0].version == "7"
+
+
+@pytest.mark.parametrize("rows", CONTRACT_CASES)
+@pytest.mark.parametrize("as_frame", [False, True], ids=["json columns", "dataframe"])
+def test_column_fast_path_accepts_only_what_pydantic_accepts_identically(rows, as_frame):
+    columns = pd.DataFrame(rows).to_dict("series") if as_frame else {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r}}
+    fast = matrix_from_columns(columns)
+    try:
+        reference = rows_to_matrix(_listings.validate_python(rows))
+    except ValidationError:
+        reference = None
+    assert (fast is None) == (reference is None)  # same verdict both ways
+    if fast is not None:
+        assert np.array_equal(fast, reference)
+
+
+def test_pyfunc_predicts_through_the_fast_path_and_names_bad_rows(tmp_path):
+    from mlops_services import synth
+    from mlops_services.contract import FEATURES, validate_batch
+    from mlops_services.features import frame_to_matrix
+    from mlops_services.model import HousePriceModel, InvalidInput, TrainingParams, fit_booster
+
+    frame = validate_batch(synth.generate(2_000, seed=2)).valid
+    booster = fit_booster(frame_to_matrix(frame), frame["price"].to_numpy(), TrainingParams(n_estimators=5))
+    model = HousePriceModel()
+    model.booster = booster
+    features = frame[list(FEATURES)].head(50)
+    assert np.array_equal(model.predict(None, features), booster.predict(frame_to_matrix(features), num_threads=1))
+    bad = features.head(3).copy()
+    bad.loc[bad.index[1], "bath"] = -1.0
+    with pytest.raises(InvalidInput, match=r"row 1: bath: outside \[0, 30\]") as raised:
+        model.predict(None, bad)
+    assert raised.value.get_http_status_code() == 400  # what an MLflow scoring server answers with it
+    with pytest.raises(InvalidInput, match="missing columns"):
+        model.predict(None, features.drop(columns=["state"]))

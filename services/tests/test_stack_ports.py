@@ -5,8 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-
-from mlops_services.stack import Ports, Stack
+from mlops_dev.stack import Ports, Stack
 
 
 def test_busy_port_is_named_before_anything_starts(tmp_path):

@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlops_dev.stack import free_port, http_ok, wait_for
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
-
-from mlops_services.stack import free_port, http_ok, wait_for
 
 ARTIFACTS = Path(os.environ.get("MLOPS_ARTIFACTS_DIR", Path(__file__).resolve().parents[2] / "build" / "artifacts"))
 WIDTH, HEIGHT = 1280, 1100

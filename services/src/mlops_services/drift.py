@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET
+from .contract import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET
 
 
 @dataclass(frozen=True)

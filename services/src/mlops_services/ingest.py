@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .schema import RAW_COLUMNS, ValidationResult, validate_batch
+from .contract import RAW_COLUMNS, ValidationResult, validate_batch
 from .storage import DataStore, content_id
 
 

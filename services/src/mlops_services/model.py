@@ -9,13 +9,19 @@ import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from .features import STATE_COLUMN, frame_to_matrix
-from .schema import validate_batch
+from .contract import FEATURES, validate_batch
+from .features import STATE_COLUMN, matrix_from_columns
 
 
-class InvalidInput(ValueError):
-    """Rows that break the data contract; the message names each row's field and reason."""
+class InvalidInput(MlflowException, ValueError):
+    """Rows that break the data contract; the message names each row's field and reason. An
+    MlflowException with INVALID_PARAMETER_VALUE, so any MLflow scoring server answers 400 with it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class HousePriceModel(mlflow.pyfunc.PythonModel):
@@ -27,16 +33,31 @@ class HousePriceModel(mlflow.pyfunc.PythonModel):
         self.booster = lgb.Booster(model_file=context.artifacts["booster"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
-        result = validate_batch(pd.DataFrame(model_input), require_target=False)
-        if len(result.quarantined):
-            reasons = "; ".join(f"row {i}: {r}" for i, r in enumerate(result.quarantined["reason"].head(5)))
-            raise InvalidInput(reasons)
-        return self.predict_matrix(frame_to_matrix(result.valid))
+        # The API's fast path (numpy over whole columns, ~0.2 ms), not pandas row validation
+        # (~7 ms a call): wherever the pyfunc is served (mlflow models serve, MLServer, KServe)
+        # a request costs about what the native LightGBM flavor costs. Only a refused input pays
+        # for `validate_batch`, which says why.
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        missing = [name for name in FEATURES if name not in frame.columns]
+        if missing:
+            raise InvalidInput(f"missing columns {missing}; expected {list(FEATURES)}")
+        matrix = matrix_from_columns({name: frame[name] for name in FEATURES})
+        if matrix is None:
+            raise InvalidInput(_reasons(frame))
+        return self.predict_matrix(matrix)
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         # One thread: measured under load, a second one only competes with the inference log's
         # writer and PostgreSQL on a 2-core node (1,000 rows: 12 ms p50 with two, 9 ms with one).
         return self.booster.predict(matrix, num_threads=1)
+
+
+def _reasons(frame: pd.DataFrame) -> str:
+    numbered = frame[list(FEATURES)].reset_index(drop=True).assign(row_number=np.arange(len(frame)))
+    quarantined = validate_batch(numbered, require_target=False).quarantined.head(5)
+    if len(quarantined) == 0:  # what pandas would coerce (numbers as strings, bools) the contract refuses
+        return f"columns {list(FEATURES)} must hold numbers (bed, bath, acre_lot, house_size) and state names, one row at least"
+    return "; ".join(f"row {row}: {reason}" for row, reason in zip(quarantined["row_number"], quarantined["reason"], strict=True))
 
 
 @dataclass(frozen=True)

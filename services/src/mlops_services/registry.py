@@ -9,7 +9,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .schema import FEATURES, TARGET
+from .contract import FEATURES, TARGET
 from .settings import Settings
 from .train import score
 

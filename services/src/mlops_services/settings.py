@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     spool_max_rows: int = Field(1_000_000, ge=1_000)
     log_batch_rows: int = Field(500, ge=1)
     log_flush_seconds: float = Field(0.5, gt=0)
+    # A 10,000-row batch is ~1.3 MB of JSON; larger bodies get 413 before they are read whole.
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
 
 
 @lru_cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .schema import RAW_COLUMNS, STATES
+from .contract import RAW_COLUMNS, STATES
 
 # (share of listings, price level relative to the national median), for the larger markets;
 # every other state or territory gets a small share and a level of 1.0.

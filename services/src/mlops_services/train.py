@@ -13,9 +13,9 @@ import pandas as pd
 from mlflow.models import infer_signature
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
+from .contract import FEATURES, TARGET
 from .features import frame_to_matrix
 from .model import HousePriceModel, TrainingParams, fit_booster
-from .schema import FEATURES, TARGET
 from .settings import Settings
 
 

@@ -28,8 +28,8 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg_pool import ConnectionPool
 
+from ..contract import STATES
 from ..features import NUMERIC_NAMES, STATE_COLUMN
-from ..schema import STATES
 from .metrics import ApiMetrics
 
 log = logging.getLogger(__name__)

