@@ -222,9 +222,10 @@ e2e-deps:
 e2e-components: e2e-deps
 	tools/e2e/build-node-images.sh "$$(tools/e2e/build-components.sh)" >/dev/null
 
-# A single-node cluster (control plane, kubelet, CoreDNS, local-path StorageClass, MetalLB) and
+# A single-node cluster (control plane, kubelet, CoreDNS, local-path StorageClass, MetalLB; the
+# platform images of make images imported into its containerd) and
 # its kubeconfig at build/e2e/kubeconfig; e2e-down removes every trace of it.
-e2e-up: setup e2e-components
+e2e-up: setup e2e-components images
 	tools/e2e/cluster.sh up
 
 e2e-down:
@@ -235,12 +236,12 @@ e2e-kubelet: setup e2e-components
 	$(PY) -m pytest -p no:cacheprovider tests/e2e/test_kubelet_standalone.py
 
 # The cluster is real in every part the platform relies on: DNS, volumes, LoadBalancer addresses.
-e2e-cluster: setup e2e-components
+e2e-cluster: setup e2e-components images
 	$(PY) -m pytest -p no:cacheprovider tests/e2e/test_cluster.py
 
 # The whole live tier, each step timed (pytest's durations: a fixture's setup is "up", its
 # teardown "down"). Measured cold (empty Go caches) ~17 min of builds, then ~1 min of tests.
-e2e: setup e2e-components
+e2e: setup e2e-components images
 	@start=$$(date +%s); $(PY) -m pytest -p no:cacheprovider --durations=0 --durations-min=0.5 tests/e2e; \
 	echo "e2e: $$(( $$(date +%s) - start )) s after the components were ready"
 

@@ -157,7 +157,8 @@ def wheelhouse(context: Path, requirements: str) -> Path:
 def build_image(name: str, spec: dict[str, Any], registry: str, base_ref: str) -> str:
     context = ROOT / spec["context"]
     dockerfile = context / spec.get("dockerfile", "Dockerfile")
-    key = digest_of(*tree_bytes(context), dockerfile.read_bytes(), base_ref.encode())[:12]
+    target = spec.get("target", "")
+    key = digest_of(*tree_bytes(context), dockerfile.read_bytes(), base_ref.encode(), target.encode())[:12]
     ref = f"{registry}/{name}:{spec['version']}-{key}"
     if image_exists(ref):
         log(f"{ref} already built")
@@ -167,9 +168,9 @@ def build_image(name: str, spec: dict[str, Any], registry: str, base_ref: str) -
         if "wheels" in spec:  # the context plus its wheel folders, in a copy: the work tree stays clean
             build_context = Path(work) / "context"
             for path in context_files(context):
-                target = build_context / path.relative_to(context)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target)
+                copy = build_context / path.relative_to(context)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, copy)
             houses = spec["wheels"] if isinstance(spec["wheels"], dict) else {"wheels": spec["wheels"]}
             for folder, requirements in houses.items():
                 shutil.copytree(wheelhouse(context, requirements), build_context / folder)
@@ -177,7 +178,7 @@ def build_image(name: str, spec: dict[str, Any], registry: str, base_ref: str) -
             build_context = context
         buildah("build", "--quiet", "--layers", "--isolation", "chroot", "--timestamp", "0",
                 "--build-arg", f"BASE={base_ref}", "-f", str(build_context / dockerfile.relative_to(context)),
-                "-t", ref, str(build_context))  # fmt: skip
+                *(["--target", target] if target else []), "-t", ref, str(build_context))  # fmt: skip
     log(f"{ref} built in {time.monotonic() - start:.0f} s")
     return ref
 

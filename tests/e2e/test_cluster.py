@@ -3,7 +3,9 @@ relies on. Cluster DNS answers, the StorageClass provisions a volume that outliv
 a LoadBalancer address answers from this machine (outside the node), and `down` leaves
 nothing behind. Run by `make e2e-cluster` (root)."""
 
+import json
 import os
+import secrets
 import subprocess
 import time
 import urllib.request
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "tools" / "e2e" / "cluster.sh"
 KUBECONFIG = Path(os.environ.get("E2E_KUBECONFIG", ROOT / "build" / "e2e" / "kubeconfig"))
 STATE = Path(os.environ.get("E2E_STATE", ROOT / "build" / "e2e" / "node"))
+PLATFORM_IMAGES = Path(os.environ.get("E2E_PLATFORM_IMAGES", ROOT / "build" / "images"))
 NAMESPACE = "e2e-smoke"
 LB_FIRST, LB_LAST = "10.234.0.200", "10.234.0.220"
 
@@ -168,6 +171,57 @@ def test_load_balancer_address_answers_from_this_machine(cluster: client.CoreV1A
             return response.read().decode()
 
     assert until(f"http://{ip}/ to answer", answer).strip() == "hello from the cluster"
+
+
+def test_platform_image_runs_under_the_kubelet(cluster: client.CoreV1Api) -> None:
+    """Our PostgreSQL image, imported from its archive (no registry), as the platform will run it:
+    non-root, read-only root, data on a provisioned volume, password from a Secret; a second pod
+    logs in over the pod network."""
+    listing = PLATFORM_IMAGES / "images.json"
+    assert listing.exists(), f"no {listing}: make images first"
+    image = json.loads(listing.read_text())["postgres"]["ref"]
+    cluster.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "pg"}, "stringData": {"password": secrets.token_urlsafe(24)}})
+    claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "256Mi"}}}
+    cluster.create_namespaced_persistent_volume_claim(NAMESPACE, {"metadata": {"name": "pgdata"}, "spec": claim})
+    server = {
+        "name": "postgres",
+        "image": image,
+        "imagePullPolicy": "Never",
+        "env": [{"name": "POSTGRES_PASSWORD_FILE", "value": "/run/secrets/pg/password"}],
+        "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]}, "periodSeconds": 1},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+            {"name": "socket", "mountPath": "/run/postgresql"},
+            {"name": "password", "mountPath": "/run/secrets/pg", "readOnly": True},
+        ],
+    }
+    spec = pod(
+        "postgres",
+        server,
+        volumes=[
+            {"name": "data", "persistentVolumeClaim": {"claimName": "pgdata"}},
+            {"name": "socket", "emptyDir": {}},
+            {"name": "password", "secret": {"secretName": "pg"}},
+        ],
+    )
+    spec["spec"]["restartPolicy"] = "Always"
+    spec["spec"]["securityContext"] = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001}
+    cluster.create_namespaced_pod(NAMESPACE, spec)
+
+    def ready() -> str | None:
+        status = cluster.read_namespaced_pod("postgres", NAMESPACE).status
+        conditions = {c.type: c.status for c in status.conditions or []}
+        return status.pod_ip if conditions.get("Ready") == "True" else None
+
+    ip = until("PostgreSQL to be ready", ready, timeout=180)
+    password = {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "pg", "key": "password"}}}
+    login = {**container("psql", f"psql -h {ip} -U postgres -tAc 'select 40 + 2'", env=[password]), "image": image}
+    client_pod = pod("psql", login)
+    client_pod["spec"]["securityContext"]["runAsUser"] = 10001
+    cluster.create_namespaced_pod(NAMESPACE, client_pod)
+    assert finished(cluster, "psql").strip() == "42"
 
 
 def test_down_leaves_nothing_behind(cluster: client.CoreV1Api) -> None:

@@ -52,12 +52,38 @@ def test_debian_packages_are_pinned(name: str) -> None:
         assert not unpinned, f"{name}: unpinned Debian packages {unpinned}"
 
 
+def effective_user(text: str, target: str | None) -> str | None:
+    """The user a stage ends on: its own last USER, else its parent stage's (None: root by default)."""
+    stages: dict[str, tuple[str, list[str]]] = {}
+    current = ""
+    for line in text.splitlines():
+        if match := re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE):
+            current = match[2] or f"stage{len(stages)}"
+            stages[current] = (match[1], [])
+        elif match := re.match(r"USER\s+(\S+)", line):
+            stages[current][1].append(match[1])
+    stage = target or current
+    while stage in stages:
+        parent, users = stages[stage]
+        if users:
+            return users[-1]
+        stage = parent
+    return None
+
+
 @pytest.mark.parametrize("name", sorted(CATALOG["images"]))
 def test_image_runs_as_a_numeric_non_root_user(name: str) -> None:
-    users = re.findall(r"^USER\s+(\S+)", dockerfile(name).read_text(), re.MULTILINE)
-    assert users, f"{name}: no USER"
-    uid = users[-1].split(":")[0]
-    assert uid.isdigit() and int(uid) != 0, f"{name}: final USER {users[-1]}"
+    user = effective_user(dockerfile(name).read_text(), CATALOG["images"][name].get("target"))
+    assert user is not None, f"{name}: no USER, so root"
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, f"{name}: runs as {user}"
+
+
+def test_effective_user_follows_the_stage_chain() -> None:
+    text = "FROM ${BASE} AS runtime\nUSER 10\nFROM runtime AS a\nUSER 0\nFROM runtime AS b\nFROM ${BASE} AS c\n"
+    assert effective_user(text, "a") == "0"
+    assert effective_user(text, "b") == "10"
+    assert effective_user(text, "c") is None
 
 
 @pytest.mark.parametrize("name", sorted(n for n, e in CATALOG["images"].items() if "wheels" in e))

@@ -17,7 +17,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${E2E_SERVICE_CIDR:=10.236.0.0/16}"
 : "${E2E_CLUSTER_DNS:=10.236.0.10}"
 : "${E2E_NODE_NAME:=e2e-node}"
+# The platform's images (make images): imported into the node's containerd when present.
+: "${E2E_PLATFORM_IMAGES:=$repo/build/images}"
 # Every cgroup of the node (kubelet QoS tree, pods, containers) sits under this name.
 : "${E2E_CGROUP:=mlops-e2e}"
 export E2E_STATE E2E_KUBECONFIG E2E_NETNS E2E_BRIDGE E2E_HOST_ADDRESS E2E_NODE_ADDRESS E2E_LB_POOL \
-  E2E_CLUSTER_CIDR E2E_POD_CIDR E2E_SERVICE_CIDR E2E_CLUSTER_DNS E2E_NODE_NAME E2E_CGROUP
+  E2E_CLUSTER_CIDR E2E_POD_CIDR E2E_SERVICE_CIDR E2E_CLUSTER_DNS E2E_NODE_NAME E2E_CGROUP E2E_PLATFORM_IMAGES

@@ -205,8 +205,9 @@ node_init() {
   ip link set lo up
   run containerd containerd --config "$E2E_STATE/etc/containerd.toml"
   wait_for 60 "containerd's socket" ctr --address "$sock" version
-  local archive
-  for archive in "$images"/*.tar; do
+  local archive platform=()
+  [ "$mode" = cluster ] && [ -f "$E2E_PLATFORM_IMAGES/images.txt" ] && platform=("$E2E_PLATFORM_IMAGES"/*.tar)
+  for archive in "$images"/*.tar "${platform[@]}"; do
     ctr --address "$sock" -n k8s.io images import "$archive" >>"$E2E_STATE/log/import.log" 2>&1 ||
       die "import of $archive failed (see $E2E_STATE/log/import.log)"
   done
