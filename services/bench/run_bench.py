@@ -164,11 +164,18 @@ def main() -> None:
             "api /explain c1": (f"{api}/explain", HOUSE, 1),
             "api /predict 1000 rows c1": (f"{api}/predict", batch, 1),
         }
-        for name, (url, body, connections) in runs.items():
-            if not ONLY.search(name):
-                continue
+        selected = {name: run for name, run in runs.items() if ONLY.search(name)}
+        for url, body, connections in selected.values():
             wrk(url, body, connections)  # warm-up: lazy imports, caches, JIT of numba in shap
-            repeated = sorted((wrk(url, body, connections) for _ in range(REPEATS)), key=lambda r: r["p50_ms"])
+        # Round-robin over the rows, not one row's repeats after another: a drift in the shared
+        # machine's load then falls on every row alike, and rows compared with each other (API,
+        # pyfunc, native flavor) are measured minutes, not seconds, apart no more.
+        measured: dict[str, list[dict]] = {name: [] for name in selected}
+        for _ in range(REPEATS):
+            for name, (url, body, connections) in selected.items():
+                measured[name].append(wrk(url, body, connections))
+        for name, runs_of_row in measured.items():
+            repeated = sorted(runs_of_row, key=lambda r: r["p50_ms"])
             results[name] = {**repeated[REPEATS // 2], "p50_runs_ms": [r["p50_ms"] for r in repeated]}
             print(name, results[name], flush=True)
     finally:
@@ -240,7 +247,8 @@ def write_report(results: dict, machine: str) -> None:
 
 Made by `make bench` on {dt.date.today().isoformat()}: {machine}. Load by `wrk` on loopback for
 {DURATION} s per run after a warm-up run; each row is the median run (by p50) of {REPEATS}, with the
-p50 of all {REPEATS} in the last column. One server under load at a time, load generator and
+p50 of all {REPEATS} in the last column; the runs go round-robin over the rows, so a change in the
+machine's load falls on every row alike. One server under load at a time, load generator and
 servers on the same 2 cores: the wrk CPU column is the CPU (in cores) that wrk itself used,
 taken from the servers. Our API is one uvicorn process; `mlflow models serve` serves the same registered
 version (`models:/…@champion`, the pyfunc) with its default one worker, and with two, and the same
