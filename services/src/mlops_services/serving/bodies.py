@@ -120,7 +120,8 @@ def _csv_pattern() -> str:
         "state": "(" + "|".join(STATES) + ")",
     }
     assert tuple(cells) == FEATURES
-    return rf"^{','.join(FEATURES)}\n({','.join(cells.values())}\n){{1,20}}$"
+    row = ",".join(cells.values())
+    return rf"^{','.join(FEATURES)}\n{row}(\n{row}){{0,19}}\n?$"
 
 
 def invocation_schemas() -> dict[str, dict[str, Any]]:
