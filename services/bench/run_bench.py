@@ -165,6 +165,7 @@ def main() -> None:
             "api /predict 1000 rows c1": (f"{api}/predict", batch, 1),
         }
         selected = {name: run for name, run in runs.items() if ONLY.search(name)}
+        results["load_before"] = os.getloadavg()[0]
         for url, body, connections in selected.values():
             wrk(url, body, connections)  # warm-up: lazy imports, caches, JIT of numba in shap
         # Round-robin over the rows, not one row's repeats after another: a drift in the shared
@@ -174,6 +175,7 @@ def main() -> None:
         for _ in range(REPEATS):
             for name, (url, body, connections) in selected.items():
                 measured[name].append(wrk(url, body, connections))
+        results["load_after"] = os.getloadavg()[0]
         for name, runs_of_row in measured.items():
             repeated = sorted(runs_of_row, key=lambda r: r["p50_ms"])
             results[name] = {**repeated[REPEATS // 2], "p50_runs_ms": [r["p50_ms"] for r in repeated]}
@@ -245,7 +247,9 @@ def write_report(results: dict, machine: str) -> None:
     text = (
         f"""# Benchmarks
 
-Made by `make bench` on {dt.date.today().isoformat()}: {machine}. Load by `wrk` on loopback for
+Made by `make bench` on {dt.date.today().isoformat()}: {machine}; 1-minute load average
+{results["load_before"]:.1f} before the wrk runs and {results["load_after"]:.1f} after (above ~1, other work shared
+the 2 cores and the figures are that much worse). Load by `wrk` on loopback for
 {DURATION} s per run after a warm-up run; each row is the median run (by p50) of {REPEATS}, with the
 p50 of all {REPEATS} in the last column; the runs go round-robin over the rows, so a change in the
 machine's load falls on every row alike. One server under load at a time, load generator and
