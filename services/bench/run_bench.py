@@ -247,9 +247,10 @@ def write_report(results: dict, machine: str) -> None:
     text = (
         f"""# Benchmarks
 
-Made by `make bench` on {dt.date.today().isoformat()}: {machine}; 1-minute load average
-{results["load_before"]:.1f} before the wrk runs and {results["load_after"]:.1f} after (above ~1, other work shared
-the 2 cores and the figures are that much worse). Load by `wrk` on loopback for
+Made by `make bench` on {dt.date.today().isoformat()}: {machine}.
+The 1-minute load average was {results["load_before"]:.1f} before the wrk runs and {results["load_after"]:.1f} after; the
+bench itself (drift runs just before, servers starting, then a server under load and wrk) makes
+about 2 to 3 of it, so more than that means other work shared the 2 cores. Load by `wrk` on loopback for
 {DURATION} s per run after a warm-up run; each row is the median run (by p50) of {REPEATS}, with the
 p50 of all {REPEATS} in the last column; the runs go round-robin over the rows, so a change in the
 machine's load falls on every row alike. One server under load at a time, load generator and
