@@ -22,8 +22,10 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -200,10 +202,26 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def with_free_ports(check: dict[str, Any]) -> dict[str, Any]:
+    """The smoke spec with each {portN} replaced by a port free on loopback now: a fixed port
+    could be held by another server (make demo's stack), which would then answer the check."""
+    text = json.dumps(check)
+    ports = {name: str(free_port()) for name in sorted(set(re.findall(r"\{(port\d*)\}", text)))}
+    for name, port in ports.items():
+        text = text.replace("{" + name + "}", port)
+    return json.loads(text)
+
+
 def smoke(name: str, ref: str, spec: dict[str, Any], timeout: float = 120) -> float:
     """Runs the image with podman on the host network (loopback only) until it answers."""
-    check = spec["smoke"]
-    container = f"mlops-smoke-{name}"
+    check = with_free_ports(spec["smoke"])
+    container = f"mlops-smoke-{name}-{os.getpid()}"  # two builds side by side do not collide
     podman("rm", "--force", "--ignore", container)
     with tempfile.TemporaryDirectory() as work:
         password = Path(work) / "password"

@@ -2,6 +2,7 @@
 our own base, every Debian package and wheel is pinned, and a tag follows its inputs."""
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -134,3 +135,15 @@ def test_ignored_files_are_no_input(tmp_path: Path) -> None:
     assert [p.name for p in build_images.context_files(tmp_path)] == [".gitignore", "app.py"]
     (tmp_path / "new.py").write_text("print(2)\n")  # new, not yet added: an input all the same
     assert build_images.digest_of(*build_images.tree_bytes(tmp_path)) != key
+
+
+def test_smoke_ports_are_free_ones_not_fixed() -> None:
+    """Every smoke check names its ports as {portN}: a fixed port could be held by another server
+    (make demo's stack uses several), which would then answer the check in the image's place."""
+    for name, entry in CATALOG["images"].items():
+        text = json.dumps(entry["smoke"])
+        assert not re.search(r"(?<![\d.])(1\d{4}|[2-9]\d{3})(?!\d)", text.replace("127.0.0.1", "")), f"{name}: a fixed port"
+    check = build_images.with_free_ports({"args": ["-a={port0}", "-b={port1}"], "http": "http://127.0.0.1:{port0}/"})
+    first, second = int(check["args"][0][3:]), int(check["args"][1][3:])
+    assert first != second
+    assert check["http"] == f"http://127.0.0.1:{first}/"
