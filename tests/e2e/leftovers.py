@@ -4,8 +4,8 @@ import os
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-STATE = Path(os.environ.get("E2E_STATE", ROOT / "build" / "e2e" / "node"))
+DEFAULT_STATE = Path("/var/tmp/mlops-e2e/node")  # tools/e2e/env.sh
+STATE = Path(os.environ.get("E2E_STATE", DEFAULT_STATE))
 
 
 def leftovers() -> list[str]:
@@ -23,6 +23,6 @@ def leftovers() -> list[str]:
     for save in ("iptables-save", "ip6tables-save"):
         rules = subprocess.run([save], capture_output=True, text=True).stdout
         found += [f"{save}: {line}" for line in rules.splitlines() if any(m in line for m in ("KUBE-", "CNI-", "10.235.", "10.236."))]
-    if STATE.exists():
-        found.append(str(STATE))
+    # down removes the default state's parent too (it made it); a chosen state's parent is the user's.
+    found += [str(path) for path in (STATE, DEFAULT_STATE.parent if STATE == DEFAULT_STATE else STATE) if path.exists()]
     return found

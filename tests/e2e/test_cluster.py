@@ -20,7 +20,7 @@ from leftovers import leftovers
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "tools" / "e2e" / "cluster.sh"
 KUBECONFIG = Path(os.environ.get("E2E_KUBECONFIG", ROOT / "build" / "e2e" / "kubeconfig"))
-STATE = Path(os.environ.get("E2E_STATE", ROOT / "build" / "e2e" / "node"))
+STATE = Path(os.environ.get("E2E_STATE", "/var/tmp/mlops-e2e/node"))
 PLATFORM_IMAGES = Path(os.environ.get("E2E_PLATFORM_IMAGES", ROOT / "build" / "images"))
 NAMESPACE = "e2e-smoke"
 LB_FIRST, LB_LAST = "10.234.0.200", "10.234.0.220"

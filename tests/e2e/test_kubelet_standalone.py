@@ -15,7 +15,7 @@ from leftovers import leftovers
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = ROOT / "tools" / "e2e" / "node.sh"
-STATE = Path(os.environ.get("E2E_STATE", ROOT / "build" / "e2e" / "node"))
+STATE = Path(os.environ.get("E2E_STATE", "/var/tmp/mlops-e2e/node"))
 NODE_IP = "10.234.0.10"
 POD_NAME = "probe"
 

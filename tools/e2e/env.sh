@@ -3,7 +3,11 @@
 # can be overridden from the environment. Addresses are private ranges on a bridge this
 # machine makes itself, with no uplink.
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-: "${E2E_STATE:=$repo/build/e2e/node}"
+# The node's state (containerd's images, etcd, volumes) lives where every user can reach its
+# parents: pods run as non-root users and must reach their volumes below it, which a work tree
+# under a private home would not allow. One node per machine (its bridge and namespace names are
+# global), so one fixed place.
+: "${E2E_STATE:=/var/tmp/mlops-e2e/node}"
 # The admin kubeconfig for Ansible and tests (outside the state, which down removes whole).
 : "${E2E_KUBECONFIG:=$repo/build/e2e/kubeconfig}"
 : "${E2E_NETNS:=mlops-e2e}"

@@ -294,6 +294,7 @@ down() {
     find "$cg" -depth -type d -exec rmdir {} +
   done
   rm -rf "$E2E_STATE" "$E2E_KUBECONFIG"
+  rmdir "$(dirname "$E2E_STATE")" 2>/dev/null || true # its parent too, if nothing else is there
   log "down: nothing of the node is left"
 }
 
