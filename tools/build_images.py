@@ -185,6 +185,14 @@ def build_image(name: str, spec: dict[str, Any], registry: str, base_ref: str) -
     return ref
 
 
+def drop_older_tags(name: str, ref: str, registry: str) -> None:
+    """Other tags of the image are older builds: dropped, or the store grows by an image a change.
+    Best effort: an image another still builds on (a base, a cached stage) stays."""
+    listed = buildah("images", "--noheading", "--format", "{{.Name}}:{{.Tag}}", capture=True).splitlines()
+    for older in sorted({line for line in listed if line.startswith(f"{registry}/{name}:") and line != ref}):
+        subprocess.run(["buildah", *store_args(), "rmi", older], capture_output=True, env=tool_env())
+
+
 def write_archive(name: str, ref: str, out: Path) -> dict[str, Any]:
     archive = out / f"{name}.tar"
     with tempfile.NamedTemporaryFile() as digest_file:
@@ -282,6 +290,9 @@ def main() -> None:
             seconds = smoke(name, ref, spec)
             log(f"{name}: answered its health check {seconds:.1f} s after start")
         log(f"{name}: {built[name]['ref']} {built[name]['bytes'] / 2**20:.0f} MiB")
+    for name in names:
+        drop_older_tags(name, built[name]["ref"], catalog["registry"])
+    drop_older_tags(catalog["base"]["name"], base_ref, catalog["registry"])
     built = {name: built[name] for name in catalog["images"] if name in built}
     listing.write_text(json.dumps(built, indent=2, sort_keys=True) + "\n")
     (options.out / "images.txt").write_text("".join(f"{entry['ref']} {entry['digest']}\n" for entry in built.values()))
