@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from leftovers import leftovers
+from leftovers import leftovers, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "tools" / "e2e" / "cluster.sh"
@@ -74,7 +74,13 @@ def pod(name: str, *containers: dict, volumes: list | None = None, labels: dict 
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[client.CoreV1Api]:
+def before() -> dict[str, set[str]]:
+    """What of this machine the node could add to, before it came up."""
+    return snapshot()
+
+
+@pytest.fixture(scope="module")
+def cluster(before: dict[str, set[str]]) -> Iterator[client.CoreV1Api]:
     if os.geteuid() != 0:
         pytest.fail("the live tier needs root")
     start = time.monotonic()
@@ -224,7 +230,7 @@ def test_platform_image_runs_under_the_kubelet(cluster: client.CoreV1Api) -> Non
     assert finished(cluster, "psql").strip() == "42"
 
 
-def test_down_leaves_nothing_behind(cluster: client.CoreV1Api) -> None:
+def test_down_leaves_nothing_behind(cluster: client.CoreV1Api, before: dict[str, set[str]]) -> None:
     subprocess.run([str(CLUSTER), "down"], check=True, timeout=300)
-    assert leftovers() == []
+    assert leftovers(before) == []
     assert not KUBECONFIG.exists()

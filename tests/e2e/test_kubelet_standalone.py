@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from leftovers import leftovers
+from leftovers import leftovers, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = ROOT / "tools" / "e2e" / "node.sh"
@@ -79,7 +79,13 @@ def wait_ready(timeout: float) -> dict:
 
 
 @pytest.fixture(scope="module")
-def standalone_node():
+def before() -> dict[str, set[str]]:
+    """What of this machine the node could add to, before it came up."""
+    return snapshot()
+
+
+@pytest.fixture(scope="module")
+def standalone_node(before: dict[str, set[str]]):
     if os.geteuid() != 0:
         pytest.fail("the live tier needs root")
     assert not leftovers(), "a node from an earlier run is still there: tools/e2e/node.sh down"
@@ -108,6 +114,6 @@ def test_static_pod_runs_from_an_image_built_here(standalone_node):
     assert image in listed
 
 
-def test_down_leaves_nothing_behind(standalone_node):
+def test_down_leaves_nothing_behind(standalone_node, before):
     node("down", timeout=300)
-    assert leftovers() == []
+    assert leftovers(before) == []

@@ -17,6 +17,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tools/e2e/env.sh
 source "$here/env.sh"
 sock=$E2E_STATE/run/containerd/containerd.sock
+# Paths the kubelet, containerd's shims and CNI write whatever their configuration says: inside
+# the node each is a bind mount of a folder of the state, so nothing lands on this machine. Those
+# that did not exist are made as mount points by up and removed by down.
+host_paths=(/var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods /run/containerd)
 pidfile=$E2E_STATE/init.pid
 pki=$E2E_STATE/pki
 node_ip=${E2E_NODE_ADDRESS%/*}
@@ -56,6 +60,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   # No CAP_SYS_RESOURCE here: a negative oom_score_adj (the kubelet asks -998 for sandboxes)
   # cannot be set, so it is clamped to containerd's own score instead of failing runc.
   restrict_oom_score_adj = true
+  # Pod network namespaces are pinned under the state (removed by down), not in this machine's
+  # /run/netns, where their mount points would outlive the node's mount namespace.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -199,6 +206,11 @@ node_init() {
   mount --rbind /sys/fs/cgroup "$E2E_STATE/run/cgroup"
   mount -t sysfs sysfs /sys
   mount --move "$E2E_STATE/run/cgroup" /sys/fs/cgroup
+  local path
+  for path in "${host_paths[@]}"; do
+    mkdir -p "$E2E_STATE/host$path"
+    mount --bind "$E2E_STATE/host$path" "$path"
+  done
   # kubelet needs shared mount propagation; this namespace's mounts are its own.
   mount --make-rshared /
   hostname "$E2E_NODE_NAME"
@@ -245,6 +257,10 @@ up() {
   images=$("$here/build-node-images.sh" "$bin")
   rm -rf "$E2E_STATE"
   write_configs "$bin" "$images" "$mode"
+  local path
+  for path in "${host_paths[@]}"; do
+    [ -e "$path" ] || { mkdir -p "$path" && echo "$path" >>"$E2E_STATE/etc/made-paths"; }
+  done
 
   ip link add "$E2E_BRIDGE" type bridge
   ip addr add "$E2E_HOST_ADDRESS" dev "$E2E_BRIDGE"
@@ -281,7 +297,7 @@ up() {
 }
 
 down() {
-  local pid cg
+  local pid cg path
   if pid=$(init_pid); then
     kill -KILL "$pid" # the PID namespace's first process: the kernel kills the rest
     wait_for 60 "the node's processes to exit" bash -c "! kill -0 $pid"
@@ -293,7 +309,10 @@ down() {
     wait_for 30 "the tasks of $cg to exit" bash -c "! find '$cg' -name tasks -exec cat {} + | grep -q ."
     find "$cg" -depth -type d -exec rmdir {} +
   done
+  local made=()
+  [ -f "$E2E_STATE/etc/made-paths" ] && mapfile -t made <"$E2E_STATE/etc/made-paths"
   rm -rf "$E2E_STATE" "$E2E_KUBECONFIG"
+  for path in "${made[@]}"; do rmdir "$path" 2>/dev/null || true; done
   rmdir "$(dirname "$E2E_STATE")" 2>/dev/null || true # its parent too, if nothing else is there
   log "down: nothing of the node is left"
 }
