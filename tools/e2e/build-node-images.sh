@@ -17,8 +17,8 @@ for tool in buildah gcc; do
 done
 [ -x /bin/busybox ] || { echo "node images: /bin/busybox (busybox-static) is required" >&2; exit 1; }
 
-module_version() { (cd "$here/$1" && GOFLAGS=-mod=mod go list -m -f '{{.Version}}' "$2"); }
-kube_version=$(module_version kube k8s.io/kubernetes)
+# dir module [field]: a field of a wrapper module's requirement (its version by default).
+module_version() { (cd "$here/$1" && GOFLAGS=-mod=mod go list -m -f "{{.${3:-Version}}}" "$2"); }
 # The add-on images: name, binary in BIN_DIR, user, version.
 addons=(
   "coredns coredns 65532 $(module_version coredns github.com/coredns/coredns)"
@@ -27,8 +27,7 @@ addons=(
   "metallb-speaker speaker 0 $(module_version metallb go.universe.tf/metallb)"
   "local-path-provisioner local-path-provisioner 65534 $(module_version localpath github.com/rancher/local-path-provisioner)"
 )
-pause_src=$(cd "$here/kube" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$kube_version" |
-  sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/build/pause
+pause_src=$(module_version kube k8s.io/kubernetes Dir)/build/pause
 pause_tag=$(sed -n 's/^TAG ?= //p' "$pause_src/Makefile")
 key=$( (cat "$pause_src/linux/pause.c" /bin/busybox "${BASH_SOURCE[0]}"
   for addon in "${addons[@]}"; do read -r _ binary _ _ <<<"$addon"; cat "$bin/$binary"; done
