@@ -67,8 +67,9 @@ $(STAMP): requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 	@echo "setup: tools installed in $(VENV) ($$($(VENV)/bin/ansible --version 2>/dev/null | sed -n 1p))"
 
+# Installed means installed: `dpkg -s` also succeeds for a removed package whose config files remain.
 host-deps:
-	@missing=$$(for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null | grep -qx installed || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "host-deps: installing" $$missing; \
@@ -187,7 +188,12 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 checkov: render $(CHECKOV_STAMP)
 	$(VENV)/checkov/bin/checkov --config-file .checkov.yaml $(addprefix -d build/,$(CLUSTER_ENVS)) -d roles -d playbooks -d services/images
 
+# promtool (Debian's prometheus package, the platform image's version) runs the alert rules' unit
+# tests (tests/unit/test_alert_rules.py); a promtool already on PATH, from anywhere, will do. On a
+# systemd host the package also enables its own prometheus.service (:9090), as postgresql-15 its cluster.
+PYTEST_HOST_PACKAGES := prometheus
 pytest: setup
+	@command -v promtool >/dev/null || $(MAKE) --no-print-directory host-deps HOST_PACKAGES="$(PYTEST_HOST_PACKAGES)"
 	$(PY) -m pytest
 
 # The VM image builds while the container scenarios run: measured cold, 147 s together against

@@ -67,7 +67,7 @@ def mlops_house_prices():
         from mlops_services.settings import Settings
 
         result = pipeline.check_drift(Settings(), report["valid_uri"])
-        return result and {key: result[key] for key in ("dataset_drift", "drifted_features")}
+        return result and {key: result[key] for key in ("dataset_drift", "drifted_features", "verdict_changed")}
 
     @task.external_python(python=SERVICES_PYTHON, expect_airflow=False)
     def train() -> dict:
@@ -99,11 +99,14 @@ def mlops_house_prices():
         return asdict(pipeline.promote(Settings(), Decision(**decision)))
 
     @task.external_python(python=SERVICES_PYTHON, expect_airflow=False)
-    def reload_api(decision: dict) -> str:
+    def reload_api(decision: dict, drifted: dict | None) -> str:
         from mlops_services import pipeline
         from mlops_services.settings import Settings
 
-        return pipeline.reload_api(Settings()) if decision["promoted"] else "not needed: champion unchanged"
+        # The API exports the served version's drift verdict (read at load): a new one needs a reload too.
+        if decision["promoted"] or (drifted and drifted["verdict_changed"]):
+            return pipeline.reload_api(Settings())
+        return "not needed: champion and its drift verdict unchanged"
 
     raw_uri = ingest(
         "{{ params.csv }}",
@@ -113,8 +116,9 @@ def mlops_house_prices():
     )
     report = validate(raw_uri)
     trained = train()  # on the snapshot of every valid batch so far, so only after this one is in
-    drift(report) >> trained
-    reload_api(promote(evaluate(trained)))
+    drifted = drift(report)
+    drifted >> trained
+    reload_api(promote(evaluate(trained)), drifted)
 
 
 mlops_house_prices()

@@ -96,3 +96,5 @@ def test_dag_runs_every_step_against_the_stack(airflow, settings: Settings) -> N
     assert v2.tags["mlops.promotion"]  # evaluated and decided, whichever way
     drift_runs = client.search_runs([client.get_experiment_by_name(settings.experiment).experiment_id], "tags.`mlops.kind` = 'drift'")
     assert len(drift_runs) == 1 and drift_runs[0].data.metrics["drifted_features"] >= 1
+    # ... and its verdict is tagged on v1, the champion it was measured against (the API exports it).
+    assert registry.drift_verdict(client.get_model_version(settings.model_name, "1").tags)[0]

@@ -10,12 +10,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_services import pipeline
 from mlops_services.contract import FEATURES
 from mlops_services.model import TrainingParams
 from mlops_services.serving.inference_log import wait_drained
+from mlops_services.settings import Settings
 from mlops_services.train import train_and_register
+
+from .served import promote_first_model, serve
 
 HOUSE = {"bed": 3, "bath": 2, "acre_lot": 0.25, "house_size": 1800, "state": "Texas"}
 MANSION = {"bed": 6, "bath": 5, "acre_lot": 2.0, "house_size": 5200, "state": "California"}
@@ -193,3 +197,30 @@ def test_reload_under_load_swaps_without_failing_a_request(api):
     assert client.get("/ready").json()["version"] == better.version
     assert statuses and set(statuses) == {200}, f"{len([s for s in statuses if s != 200])} failed requests"
     assert versions == {"1", better.version}
+
+
+def test_drift_found_by_the_pipeline_reaches_the_metrics_after_a_reload(settings: Settings):
+    """What MlopsModelNotLoaded and MlopsDriftDetected read: the served version's drift verdict,
+    tagged by the pipeline's drift step, exported by the API once it reloads."""
+    promote_first_model(settings, 6_000, TrainingParams(n_estimators=8, num_leaves=8, learning_rate=0.2))
+
+    def gauges(client) -> dict[str, float]:
+        families = text_string_to_metric_families(client.get("/metrics").text)
+        wanted = {"mlops_model_loaded", "mlops_drift_detected", "mlops_drift_drifted_features_ratio"}
+        return {sample.name: sample.value for family in families for sample in family.samples if sample.name in wanted}
+
+    with serve(settings) as (client, _):
+        assert gauges(client) == {"mlops_model_loaded": 1, "mlops_drift_detected": 0, "mlops_drift_drifted_features_ratio": 0}
+        drifted = pipeline.ingest(settings, rows=6_000, seed=9, drift_level=1.0)
+        summary = pipeline.check_drift(settings, drifted.valid_uri)
+        assert summary["dataset_drift"] and summary["verdict_changed"]
+        assert pipeline.reload_api(settings.model_copy(update={"api_url": str(client.base_url).rstrip("/")})) == "reloading"
+        deadline = time.monotonic() + 120
+        while gauges(client)["mlops_drift_detected"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        share = len(summary["drifted_features"]) / len(summary["features"])
+        assert gauges(client) == {
+            "mlops_model_loaded": 1,
+            "mlops_drift_detected": 1,
+            "mlops_drift_drifted_features_ratio": pytest.approx(share),
+        }

@@ -48,6 +48,12 @@ def test_drift_runs_against_the_champion_snapshot_and_stores_its_report(settings
     assert len(runs) == 1
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs.iloc[0].run_id)}
     assert {"drift_report.html", "drift.json"} <= artifacts
+    # The verdict is tagged on the champion it was measured against, where the API reads it at load.
+    tags = registry.client_for(settings).get_model_version(settings.model_name, summary["champion"]).tags
+    share = len(summary["drifted_features"]) / len(summary["features"])
+    assert registry.drift_verdict(tags) == (True, pytest.approx(share)) and tags["mlops.drift_run"] == runs.iloc[0].run_id
+    assert summary["verdict_changed"]  # from "never checked"
+    assert not pipeline.check_drift(settings, drifted.valid_uri)["verdict_changed"]  # the same batch again
 
 
 def test_weaker_challenger_is_rejected_and_champion_kept(settings: Settings) -> None:

@@ -1,9 +1,10 @@
 """The serving hot path's parts, against their reference behaviour: the batch histogram against
 prometheus-client's own Histogram, the fast batch decoder and the column fast path against
-pydantic, the pyfunc against its booster, the spool's bound."""
+pydantic, the pyfunc against its booster, the spool's bound; the model gauges the alert rules read."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -14,10 +15,13 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from pydantic import ValidationError
 
 from mlops_services.features import matrix_from_columns, rows_to_matrix
+from mlops_services.registry import drift_verdict
 from mlops_services.serving.bodies import decode_batch_fast
 from mlops_services.serving.inference_log import Batch, Float8ArrayDumper, Spool
-from mlops_services.serving.metrics import PRICE_BUCKETS, BatchHistogram
+from mlops_services.serving.loader import LoadedModel, ModelHolder
+from mlops_services.serving.metrics import PRICE_BUCKETS, ApiMetrics, BatchHistogram
 from mlops_services.serving.routes import _listings
+from mlops_services.settings import Settings
 
 HOUSE = {"bed": 3, "bath": 2, "acre_lot": 0.25, "house_size": 1800, "state": "Texas"}
 
@@ -148,3 +152,40 @@ def test_pyfunc_predicts_through_the_fast_path_and_names_bad_rows(tmp_path):
     assert raised.value.get_http_status_code() == 400  # what an MLflow scoring server answers with it
     with pytest.raises(InvalidInput, match="missing columns"):
         model.predict(None, features.drop(columns=["state"]))
+
+
+def test_model_gauges_follow_loads_and_the_served_versions_drift_verdict():
+    """mlops_model_loaded is 0 until a load succeeds (and a failed reload keeps it); the drift
+    gauges carry the verdict tagged on the version loaded, replaced by the next load's."""
+    metrics = ApiMetrics()
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    loads = iter([RuntimeError("registry down"), (True, 0.375), (False, 0.0)])
+
+    def loader(_: Settings) -> LoadedModel:
+        outcome = next(loads)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return LoadedModel("houses", "3", model=None, explainer=None, base_value=0.0, drift_detected=outcome[0], drifted_share=outcome[1])
+
+    holder = ModelHolder(Settings(), loader, metrics)
+
+    async def reload() -> None:
+        assert holder.start_reload()
+        await holder.reloading
+
+    assert value("mlops_model_loaded") == 0 and value("mlops_drift_detected", model="houses") is None
+    asyncio.run(reload())
+    assert value("mlops_model_loaded") == 0 and value("mlops_drift_detected", model="houses") is None
+    asyncio.run(reload())
+    assert value("mlops_model_loaded") == 1
+    assert (value("mlops_drift_detected", model="houses"), value("mlops_drift_drifted_features_ratio", model="houses")) == (1, 0.375)
+    asyncio.run(reload())
+    assert (value("mlops_drift_detected", model="houses"), value("mlops_drift_drifted_features_ratio", model="houses")) == (0, 0)
+
+
+def test_drift_verdict_of_a_never_checked_version_is_no_drift():
+    assert drift_verdict({}) == (False, 0.0)
+    assert drift_verdict({"mlops.drift_detected": "true", "mlops.drift_share": "0.25"}) == (True, 0.25)

@@ -56,27 +56,31 @@ def build_snapshot(settings: Settings) -> tuple[str, pd.DataFrame]:
     return store.uri(key), frame
 
 
-def champion_snapshot(settings: Settings) -> str | None:
+def champion_snapshot(settings: Settings) -> tuple[str, str | None] | None:
+    """(@champion's version, its training snapshot URI), or None without a champion."""
     client = client_for(settings)
     version = version_for_alias(client, settings.model_name, CHAMPION)
     if version is None:
         return None
-    return client.get_model_version(settings.model_name, version).tags.get("mlops.data_snapshot")
+    return version, client.get_model_version(settings.model_name, version).tags.get("mlops.data_snapshot")
 
 
 def check_drift(settings: Settings, batch_uri: str) -> dict | None:
-    """Drift of a batch against the champion's training snapshot; report stored as an MLflow artifact."""
-    reference_uri = champion_snapshot(settings)
-    if reference_uri is None:
+    """Drift of a batch against the champion's training snapshot; report stored as an MLflow
+    artifact, verdict tagged on the champion's version. `verdict_changed`: the API must reload
+    to export the new verdict."""
+    champion = champion_snapshot(settings)
+    if champion is None:
         log.info("no champion yet: nothing to compare the batch with")
         return None
+    version, reference_uri = champion
     store = DataStore(settings)
     reference, current = store.get_frame(reference_uri), store.get_frame(batch_uri)
     result = drift.detect(reference, current)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(settings.experiment)
-    with mlflow.start_run(run_name="drift"), tempfile.TemporaryDirectory() as scratch:
-        mlflow.set_tags({"mlops.kind": "drift", "mlops.reference": reference_uri, "mlops.batch": batch_uri})
+    with mlflow.start_run(run_name="drift") as run, tempfile.TemporaryDirectory() as scratch:
+        mlflow.set_tags({"mlops.kind": "drift", "mlops.reference": reference_uri, "mlops.batch": batch_uri, "mlops.champion": version})
         mlflow.log_metrics(
             {f"drift_{f.feature}": f.statistic for f in result.features} | {"drifted_features": len(result.drifted_features)}
         )
@@ -85,7 +89,8 @@ def check_drift(settings: Settings, batch_uri: str) -> dict | None:
         (Path(scratch) / "drift.json").write_text(json.dumps(result.as_dict(), indent=2))
         mlflow.log_artifact(str(report))
         mlflow.log_artifact(str(Path(scratch) / "drift.json"))
-    return result.as_dict()
+    changed = registry.record_drift(client_for(settings), settings.model_name, version, result, run.info.run_id)
+    return result.as_dict() | {"champion": version, "verdict_changed": changed}
 
 
 def train(settings: Settings) -> tuple[TrainResult, str]:
@@ -130,7 +135,9 @@ def run(settings: Settings, csv: Path | None = None, rows: int = 20_000, seed: i
     snapshot_uri, snapshot = build_snapshot(settings)
     result = train_and_register(snapshot, snapshot_uri, settings)
     decision = evaluate_and_promote(settings, result.version, snapshot_uri, snapshot)
-    reloaded = reload_api(settings) if decision.promoted else "not needed"
+    # A new champion, or a new drift verdict on the one served (the API exports it at load).
+    stale = decision.promoted or bool(drift_summary and drift_summary["verdict_changed"])
+    reloaded = reload_api(settings) if stale else "not needed"
     return {
         "ingest": asdict(report),
         "drift": drift_summary and {k: drift_summary[k] for k in ("dataset_drift", "drifted_features")},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
@@ -13,7 +14,13 @@ from .contract import FEATURES, TARGET
 from .settings import Settings
 from .train import score
 
+if TYPE_CHECKING:
+    from .drift import DriftResult
+
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+# The last drift verdict against a version's training data, tagged on that version: the API
+# reads it when it loads the version and exports it to Prometheus (which cannot scrape Airflow).
+DRIFT_DETECTED, DRIFT_SHARE, DRIFT_RUN = "mlops.drift_detected", "mlops.drift_share", "mlops.drift_run"
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,21 @@ def rollback(settings: Settings) -> tuple[str, str]:
     client.delete_registered_model_alias(name, PREVIOUS)
     client.set_model_version_tag(name, champion, "mlops.promotion", f"rolled back to v{previous}")
     return champion, previous
+
+
+def record_drift(client: MlflowClient, name: str, version: str, result: DriftResult, run_id: str) -> bool:
+    """Tag the drift verdict on the version it was measured against; True if the verdict changed
+    (a reloaded API then exports the new one)."""
+    tags = client.get_model_version(name, version).tags
+    verdict = {DRIFT_DETECTED: str(result.dataset_drift).lower(), DRIFT_SHARE: f"{len(result.drifted_features) / len(result.features):.4g}"}
+    for key, value in (verdict | {DRIFT_RUN: run_id}).items():
+        client.set_model_version_tag(name, version, key, value)
+    return any(tags.get(key) != value for key, value in verdict.items())
+
+
+def drift_verdict(tags: dict[str, str]) -> tuple[bool, float]:
+    """(drift detected, share of features drifted) from a version's tags; (False, 0.0) if never checked."""
+    return tags.get(DRIFT_DETECTED) == "true", float(tags.get(DRIFT_SHARE, 0.0))
 
 
 def history(settings: Settings) -> list[dict[str, object]]:

@@ -16,7 +16,7 @@ import shap
 
 from ..contract import FEATURES
 from ..model import HousePriceModel
-from ..registry import CHAMPION, client_for
+from ..registry import CHAMPION, client_for, drift_verdict
 from ..settings import Settings
 from .metrics import ApiMetrics
 
@@ -30,6 +30,8 @@ class LoadedModel:
     model: HousePriceModel
     explainer: shap.TreeExplainer
     base_value: float
+    drift_detected: bool = False  # the pipeline's last verdict against this version's training data
+    drifted_share: float = 0.0
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         return self.model.predict_matrix(matrix)
@@ -43,14 +45,15 @@ class LoadedModel:
 def load_champion(settings: Settings) -> LoadedModel:
     """Resolve the alias once, then load that exact version: a promotion racing with the load cannot mix versions."""
     client = client_for(settings)
-    version = str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
+    registered = client.get_model_version_by_alias(settings.model_name, CHAMPION)
+    version = str(registered.version)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
     model = pyfunc.unwrap_python_model()
     if not isinstance(model, HousePriceModel):
         raise TypeError(f"{settings.model_name} v{version} is a {type(model).__name__}, not a HousePriceModel")
     explainer = shap.TreeExplainer(model.booster, feature_names=list(FEATURES))
     base = float(np.ravel(explainer.expected_value)[0])
-    return LoadedModel(settings.model_name, version, model, explainer, base)
+    return LoadedModel(settings.model_name, version, model, explainer, base, *drift_verdict(registered.tags))
 
 
 class ModelHolder:
@@ -81,8 +84,12 @@ class ModelHolder:
             return
         self.current = loaded  # the atomic swap
         self.last_error = None
-        await asyncio.to_thread(_freeze_long_lived_objects)
+        # Gauges with the swap, not after the freeze below: /ready already says this model.
         self.metrics.model_version.labels(loaded.name).set(float(loaded.version))
+        self.metrics.model_loaded.set(1)
+        self.metrics.drift_detected.labels(loaded.name).set(float(loaded.drift_detected))
+        self.metrics.drift_share.labels(loaded.name).set(loaded.drifted_share)
+        await asyncio.to_thread(_freeze_long_lived_objects)
         self.metrics.reloads.labels("ok").inc()
         log.info("serving %s v%s (loaded in %.1f s)", loaded.name, loaded.version, time.perf_counter() - started)
 

@@ -26,6 +26,11 @@ class ApiMetrics:
         self.latency = Histogram("mlops_api_request_seconds", "Request latency", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.predictions = BatchHistogram("mlops_predicted_price_dollars", "Predicted prices", PRICE_BUCKETS, registry=r)
         self.model_version = Gauge("mlops_model_version", "Registered version being served", ["model"], registry=r)
+        # 0 until the first load succeeds: an API that is up but serves nothing is visible as such.
+        self.model_loaded = Gauge("mlops_model_loaded", "1 once a model is being served", registry=r)
+        # The pipeline's last drift verdict against the served version's training data (registry tags, read at load).
+        self.drift_detected = Gauge("mlops_drift_detected", "1 if the last drift check found drift", ["model"], registry=r)
+        self.drift_share = Gauge("mlops_drift_drifted_features_ratio", "Share of features found drifted", ["model"], registry=r)
         self.reloads = Counter("mlops_model_reloads", "Model reloads by outcome", ["outcome"], registry=r)
         self.log_written = Counter("mlops_inference_log_rows_written", "Inference rows written to PostgreSQL", registry=r)
         self.log_spooled = Gauge("mlops_inference_log_spooled_rows", "Inference rows waiting in the on-disk spool", registry=r)
