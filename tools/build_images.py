@@ -115,8 +115,7 @@ def apt_sources(release: str) -> list[str]:
 def build_base(catalog: dict[str, Any]) -> str:
     base = catalog["base"]
     sources = apt_sources(base["release"])
-    key = digest_of(json.dumps([base, sources, MMDEBSTRAP], sort_keys=True).encode())[:12]
-    ref = f"{catalog['registry']}/{base['name']}:{base['version']}-{key}"
+    ref = base_reference(catalog)
     if image_exists(ref):
         return ref
     start = time.monotonic()
@@ -156,12 +155,34 @@ def wheelhouse(context: Path, requirements: str) -> Path:
     return house
 
 
+def base_reference(catalog: dict[str, Any]) -> str:
+    base = catalog["base"]
+    key = digest_of(json.dumps([base, apt_sources(base["release"]), MMDEBSTRAP], sort_keys=True).encode())[:12]
+    return f"{catalog['registry']}/{base['name']}:{base['version']}-{key}"
+
+
+def image_reference(name: str, spec: dict[str, Any], registry: str, base_ref: str) -> str:
+    """<version>-<12 hex of everything that goes in>: known before (and without) a build."""
+    context = ROOT / spec["context"]
+    dockerfile = context / spec.get("dockerfile", "Dockerfile")
+    key = digest_of(*tree_bytes(context), dockerfile.read_bytes(), base_ref.encode(), spec.get("target", "").encode())[:12]
+    return f"{registry}/{name}:{spec['version']}-{key}"
+
+
+def write_plan(out: Path) -> None:
+    """The references a build makes, for rendering manifests where nothing is built (make validate)."""
+    catalog = yaml.safe_load(CATALOG.read_text())
+    base_ref = base_reference(catalog)
+    plan = {name: {"ref": image_reference(name, spec, catalog["registry"], base_ref), "digest": None} for name, spec in catalog["images"].items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "images.json").write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")
+
+
 def build_image(name: str, spec: dict[str, Any], registry: str, base_ref: str) -> str:
     context = ROOT / spec["context"]
     dockerfile = context / spec.get("dockerfile", "Dockerfile")
     target = spec.get("target", "")
-    key = digest_of(*tree_bytes(context), dockerfile.read_bytes(), base_ref.encode(), target.encode())[:12]
-    ref = f"{registry}/{name}:{spec['version']}-{key}"
+    ref = image_reference(name, spec, registry, base_ref)
     if image_exists(ref):
         log(f"{ref} already built")
         return ref
@@ -268,7 +289,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "images", help="folder for the archives and lists")
     parser.add_argument("--only", nargs="*", help="image names (default: all)")
     parser.add_argument("--no-smoke", action="store_true", help="skip the podman smoke runs")
+    parser.add_argument("--plan", action="store_true", help="write images.json with the references a build would make, build nothing")
     options = parser.parse_args()
+    if options.plan:
+        write_plan(options.out)
+        return
     for tool in ("mmdebstrap", "buildah", "podman"):
         if shutil.which(tool) is None:
             sys.exit(f"images: {tool} is missing (make images installs it: apt-get install {tool})")

@@ -167,7 +167,9 @@ def _host_block(address: str) -> dict[str, Any]:
 
 
 def environment_namespaces(plan: dict[str, Any], settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """A namespace per environment, denying all traffic except what the platform needs."""
+    """A namespace per environment, denying all traffic but DNS, scrapes from the monitoring
+    namespace, ingress to exposed pods and API egress for pods that opt in. Flows between the
+    platform's own pods are allowed one by one by the platform layer (platform_policies.py)."""
     api_ips = sorted({a for a in settings["api_server_addresses"] if _is_ip(a)})
     first_service_ips = [str(ipaddress.ip_network(c).network_address + 1) for c in plan["k3s_service_cidr"].split(",")]
     api_port = int(settings["api_port"])
@@ -194,16 +196,6 @@ def environment_namespaces(plan: dict[str, Any], settings: dict[str, Any]) -> li
                             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
                         }
                     ],
-                },
-            ),
-            _policy(
-                ns,
-                "allow-same-namespace",
-                {
-                    "podSelector": {},
-                    "policyTypes": ["Ingress", "Egress"],
-                    "ingress": [{"from": [{"podSelector": {}}]}],
-                    "egress": [{"to": [{"podSelector": {}}]}],
                 },
             ),
             _policy(
@@ -294,4 +286,9 @@ def chart_files(settings: dict[str, Any]) -> list[str]:
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"mlops_cluster_addons": cluster_addons, "mlops_to_manifest": to_manifest, "mlops_chart_files": chart_files}
+        return {
+            "mlops_cluster_addons": cluster_addons,
+            "mlops_environment_namespaces": environment_namespaces,
+            "mlops_to_manifest": to_manifest,
+            "mlops_chart_files": chart_files,
+        }

@@ -5,6 +5,7 @@ nothing behind. Run by `make e2e-cluster` (root)."""
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -228,6 +229,41 @@ def test_platform_image_runs_under_the_kubelet(cluster: client.CoreV1Api) -> Non
     client_pod["spec"]["securityContext"]["runAsUser"] = 10001
     cluster.create_namespaced_pod(NAMESPACE, client_pod)
     assert finished(cluster, "psql").strip() == "42"
+
+
+def playbook(name: str) -> tuple[float, str]:
+    """One layer playbook against inventories/e2e, as a user runs it; its output and its time."""
+    started = time.monotonic()
+    run = subprocess.run(
+        ["ansible-playbook", f"playbooks/{name}", "-i", "inventories/e2e"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    seconds = time.monotonic() - started
+    print(f"{name}: {seconds:.0f} s")
+    assert run.returncode == 0, f"{name} failed after {seconds:.0f} s:\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}"
+    return seconds, run.stdout
+
+
+def changed_tasks(output: str) -> int:
+    return sum(int(count) for count in re.findall(r"\bchanged=(\d+)", output.split("PLAY RECAP", 1)[-1]))
+
+
+def test_platform_services_and_verify_playbooks_run_on_the_cluster(cluster: client.CoreV1Api) -> None:
+    """platform.yml, services.yml (its first champion trained by the DAG in the cluster) and
+    verify.yml (another DAG run, MLflow's champion, API answers, Prometheus) against inventories/e2e."""
+    for name in ("platform.yml", "services.yml", "verify.yml"):
+        _, output = playbook(name)
+    assert "verified" in output
+
+
+def test_a_second_run_changes_nothing(cluster: client.CoreV1Api) -> None:
+    for name in ("platform.yml", "services.yml"):
+        _, output = playbook(name)
+        assert changed_tasks(output) == 0, f"{name} changed something on its second run:\n{output[-4000:]}"
 
 
 def test_down_leaves_nothing_behind(cluster: client.CoreV1Api, before: dict[str, set[str]]) -> None:

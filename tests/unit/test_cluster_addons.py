@@ -97,7 +97,7 @@ def test_environment_namespaces_deny_by_default_and_allow_what_the_platform_need
     assert namespaces == ["mlops-staging", "mlops-prod"]
     prod = {o["metadata"]["name"]: o["spec"] for o in by_kind(objects, "NetworkPolicy") if o["metadata"]["namespace"] == "mlops-prod"}
     assert prod["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    assert set(prod) == {"default-deny", "allow-dns", "allow-same-namespace", "allow-monitoring-scrape", "allow-exposed", "allow-kube-api"}
+    assert set(prod) == {"default-deny", "allow-dns", "allow-monitoring-scrape", "allow-exposed", "allow-kube-api"}
     api = prod["allow-kube-api"]["egress"][0]["to"]
     # Names are not IPs and are left out; the service IP is the first of the range.
     assert [b["ipBlock"]["cidr"] for b in api] == ["10.43.100.11/32", "10.43.100.12/32", "10.45.0.1/32"]

@@ -24,6 +24,8 @@ print(json.dumps({
     "e2e_kubeconfig": os.environ["E2E_KUBECONFIG"],
     "e2e_cluster_dns": os.environ["E2E_CLUSTER_DNS"],
     "e2e_lb_pool": os.environ["E2E_LB_POOL"],
+    "e2e_service_cidr": os.environ["E2E_SERVICE_CIDR"],
+    "e2e_node_ip": os.environ["E2E_NODE_ADDRESS"].split("/")[0],
     "e2e_local_path_root": os.path.join(os.environ["E2E_STATE"], "local-path"),
     "e2e_metallb_crds": os.path.join(os.environ["METALLB_DIR"], "config", "crd", "bases"),
 }))

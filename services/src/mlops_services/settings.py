@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     experiment: str = "house-price"
     data_bucket: str = "mlops-data"
     reload_token: SecretStr | None = Field(None, description="POST /reload is refused while unset")
+    # How often each API replica asks the registry whether @champion moved (0: only on POST /reload).
+    model_poll_seconds: float = Field(30.0, ge=0)
 
     # Promotion: the challenger must beat the champion's holdout RMSE by this fraction and meet the floors.
     promotion_margin: float = Field(0.01, ge=0, lt=1)

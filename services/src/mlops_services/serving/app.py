@@ -20,9 +20,14 @@ from .loader import LoadedModel, ModelHolder, load_champion
 from .metrics import ApiMetrics
 from .middleware import RequestMetrics
 from .routes import readable, router
+from .watcher import champion_version, follow_champion
 
 
-def create_app(settings: Settings | None = None, loader: Callable[[Settings], LoadedModel] = load_champion) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    loader: Callable[[Settings], LoadedModel] = load_champion,
+    resolve_champion: Callable[[Settings], str] = champion_version,
+) -> FastAPI:
     settings = settings or get_settings()
     metrics = ApiMetrics()
     holder = ModelHolder(settings, loader, metrics)
@@ -38,9 +43,11 @@ def create_app(settings: Settings | None = None, loader: Callable[[Settings], Lo
     async def lifespan(_: FastAPI):
         inference_log.start()
         holder.start_reload()
+        watcher = asyncio.create_task(follow_champion(holder, settings, resolve_champion)) if settings.model_poll_seconds > 0 else None
         yield
-        if holder.reloading:
-            holder.reloading.cancel()
+        for task in (watcher, holder.reloading):
+            if task:
+                task.cancel()
         await asyncio.to_thread(inference_log.close)
 
     app = FastAPI(title="mlops-metal house-price API", version="1", lifespan=lifespan)

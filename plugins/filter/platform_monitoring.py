@@ -1,0 +1,116 @@
+"""Prometheus for one environment: its configuration as data, its RBAC, its workload.
+
+Scrapes the API, MLflow and PostgreSQL's exporter by pod discovery in the namespace, the nodes'
+kubelets through the API server's node proxy, and itself; the alert rules come from the role's
+files (tested with promtool in make test).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parent))
+
+import yaml
+from k8s_objects import Obj, config_map, content_hash, http_probe, mount, pod_spec, service, stateful_set, template
+from platform_policies import prometheus_rbac
+
+PORT = 9090
+UID = 990
+
+
+def prometheus_config(p: Any) -> dict[str, Any]:
+    def pods_of(job_name: str, app: str, port: str, path: str = "/metrics") -> dict[str, Any]:
+        return {
+            "job_name": job_name,
+            "metrics_path": path,
+            "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [p.ns]}}],
+            "relabel_configs": [
+                {
+                    "source_labels": [
+                        "__meta_kubernetes_pod_label_app_kubernetes_io_name",
+                        "__meta_kubernetes_pod_container_port_name",
+                    ],
+                    "regex": f"{app};{port}",
+                    "action": "keep",
+                },
+                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            ],
+        }
+
+    token = "/var/run/secrets/kubernetes.io/serviceaccount"
+    return {
+        "global": {
+            "scrape_interval": p.s["prometheus_scrape_interval"],
+            "evaluation_interval": p.s["prometheus_scrape_interval"],
+            "external_labels": {"environment": p.s["environment"]},
+        },
+        "rule_files": ["/etc/prometheus/rules/*.yml"],
+        "scrape_configs": [
+            {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{PORT}"]}]},
+            pods_of("mlops-api", "mlops-api", "http"),
+            pods_of("mlflow", "mlflow", "http"),
+            pods_of("postgres", "postgres", "metrics"),
+            # The nodes' kubelets, through the API server's node proxy: one egress (the API) and
+            # the cluster CA, instead of reaching every node's port 10250 with its own certificate.
+            {
+                "job_name": "kubelet",
+                "scheme": "https",
+                "kubernetes_sd_configs": [{"role": "node"}],
+                "tls_config": {"ca_file": f"{token}/ca.crt"},
+                "authorization": {"credentials_file": f"{token}/token"},
+                "relabel_configs": [
+                    {"target_label": "__address__", "replacement": "kubernetes.default.svc:443"},
+                    {
+                        "source_labels": ["__meta_kubernetes_node_name"],
+                        "target_label": "__metrics_path__",
+                        "replacement": "/api/v1/nodes/${1}/proxy/metrics",
+                    },
+                    {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "node"},
+                ],
+            },
+        ],
+    }
+
+
+def prometheus_objects(p: Any) -> list[Obj]:
+    config = yaml.safe_dump(prometheus_config(p), sort_keys=False)
+    rules = p.s["prometheus_rules"]
+    server = p.box(
+        "prometheus",
+        "prometheus",
+        "prometheus",
+        args=[f"--storage.tsdb.retention.time={p.s['prometheus_retention']}", f"--web.listen-address=:{PORT}"],
+        ports={"http": PORT},
+        readiness=http_probe("/-/ready", "http"),
+        liveness=http_probe("/-/healthy", "http", period=20, failures=6),
+        startup=http_probe("/-/ready", "http", period=5, failures=60),
+        mounts=[
+            mount("data", "/prometheus"),
+            mount("config", "/etc/prometheus/prometheus.yml", True, "prometheus.yml"),
+            mount("rules", "/etc/prometheus/rules", True),
+        ],
+    )
+    volumes = [{"name": "config", "configMap": {"name": "prometheus"}}, {"name": "rules", "configMap": {"name": "prometheus-rules"}}]
+    # A changed configuration or rule rolls the pod: Prometheus reads both at start.
+    pod = template(
+        "prometheus",
+        pod_spec([server], UID, volumes=volumes, service_account="prometheus"),
+        {"mlops-metal/exposed": "true", "mlops-metal/kube-api": "true"},
+        {"mlops-metal/config": content_hash([config, rules])},
+    )
+    return [
+        *prometheus_rbac(p.ns),
+        config_map("prometheus", p.ns, {"prometheus.yml": config}),
+        config_map("prometheus-rules", p.ns, {"alerts.yml": rules}),
+        stateful_set("prometheus", p.ns, pod, {"data": (p.s["storage_class"], p.size("prometheus")["storage"])}),
+        service("prometheus", p.ns, {"http": PORT}, load_balancer=p.exposed("prometheus")),
+    ]
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {}

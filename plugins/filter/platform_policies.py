@@ -1,0 +1,111 @@
+"""Who may talk to whom inside an environment namespace, and Prometheus's API access.
+
+The cluster layer gives every environment namespace a default-deny (ingress and egress) plus
+DNS, scrapes from the monitoring namespace, ingress to pods labelled as exposed, and Kubernetes
+API egress for pods labelled for it. Here every real flow between the platform's pods gets one
+rule on each side: an ingress rule on the server's policy and an egress rule on the client's.
+FLOWS is the single list; a unit test checks that the policies allow exactly these flows.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parent))
+
+from k8s_objects import Obj, meta, selector
+
+AIRFLOW = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+
+# (client, server, port): the client's pods open connections to the server's pods on that port.
+FLOWS: tuple[tuple[str, str, int], ...] = (
+    # PostgreSQL: MLflow's store, Airflow's metadata, the inference log, and the set-up Jobs.
+    *(
+        (client, "postgres", 5432)
+        for client in ("postgres-init", "mlflow-db-upgrade", "mlflow", "airflow-db-migrate", *AIRFLOW, "mlops-api")
+    ),
+    ("prometheus", "postgres", 9187),
+    # S3: MLflow's artifacts, the pipeline's data and Airflow's task logs (written by the
+    # scheduler's tasks, read back by the API server), and the bucket Job.
+    *((client, "seaweedfs", 8333) for client in ("s3-buckets", "mlflow", "airflow-scheduler", "airflow-api-server")),
+    # MLflow: the pipeline (in the scheduler), the API loading the champion, the UI, Prometheus.
+    *((client, "mlflow", 5000) for client in ("airflow-scheduler", "mlops-api", "mlops-ui", "prometheus")),
+    # The API: the pipeline's reload, the UI, Prometheus.
+    *((client, "mlops-api", 8000) for client in ("airflow-scheduler", "mlops-ui", "prometheus")),
+    # Airflow 3's task execution API, served by the API server to the other components.
+    *((client, "airflow-api-server", 8080) for client in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")),
+)
+
+
+def _policy(namespace: str, name: str, spec: dict[str, Any]) -> Obj:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(name, namespace), "spec": spec}
+
+
+def network_policies(namespace: str, settings: dict[str, Any] | None = None) -> list[Obj]:
+    ingress: dict[str, list[Obj]] = defaultdict(list)
+    egress: dict[str, list[Obj]] = defaultdict(list)
+    for client, server, port in FLOWS:
+        ports = [{"protocol": "TCP", "port": port}]
+        ingress[server].append({"from": [{"podSelector": {"matchLabels": selector(client)}}], "ports": ports})
+        egress[client].append({"to": [{"podSelector": {"matchLabels": selector(server)}}], "ports": ports})
+    objects = [
+        _policy(
+            namespace, f"{server}-ingress", {"podSelector": {"matchLabels": selector(server)}, "policyTypes": ["Ingress"], "ingress": rules}
+        )
+        for server, rules in sorted(ingress.items())
+    ]
+    objects += [
+        _policy(
+            namespace, f"{client}-egress", {"podSelector": {"matchLabels": selector(client)}, "policyTypes": ["Egress"], "egress": rules}
+        )
+        for client, rules in sorted(egress.items())
+    ]
+    return objects
+
+
+def prometheus_rbac(namespace: str) -> list[Obj]:
+    """Pod discovery in its own namespace; the node list and the kubelets' metrics through the
+    API server's node proxy (cluster-wide, so the binding carries the namespace in its name)."""
+    cluster_name = f"mlops-prometheus-{namespace}"
+    subject = [{"kind": "ServiceAccount", "name": "prometheus", "namespace": namespace}]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("prometheus", namespace), "automountServiceAccountToken": False},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta("prometheus", namespace),
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta("prometheus", namespace),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus"},
+            "subjects": subject,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": meta(cluster_name, None),
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["nodes/proxy", "nodes/metrics"], "verbs": ["get"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": meta(cluster_name, None),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
+            "subjects": subject,
+        },
+    ]
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {}
