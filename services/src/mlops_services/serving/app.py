@@ -26,7 +26,7 @@ from .watcher import champion_version, follow_champion
 def create_app(
     settings: Settings | None = None,
     loader: Callable[[Settings], LoadedModel] = load_champion,
-    resolve_champion: Callable[[Settings], str] = champion_version,
+    resolve_champion: Callable[[Settings], tuple[str, bool, float]] = champion_version,
 ) -> FastAPI:
     settings = settings or get_settings()
     metrics = ApiMetrics()
