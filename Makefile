@@ -9,7 +9,9 @@ REQ_HASH    := $(shell sha256sum requirements.txt | cut -c1-16)
 STAMP       := $(VENV)/.installed-$(REQ_HASH)
 INVENTORIES := $(sort $(wildcard inventories/*))
 # Inventories with a cluster to render (local is the controller alone).
-CLUSTER_ENVS := $(filter-out local,$(notdir $(INVENTORIES)))
+# Environments rendered and validated: not local (the controller alone) nor e2e (the live tier,
+# which runs the platform for real instead).
+CLUSTER_ENVS := $(filter-out local e2e,$(notdir $(INVENTORIES)))
 CHECKOV_STAMP := $(VENV)/checkov/.installed-$(shell sha256sum requirements-checkov.txt | cut -c1-16)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -169,11 +171,14 @@ syntax: setup
 
 # Render every cluster inventory, then validate every object strictly (K8s schemas of the
 # pinned K3s minor, in-repo CRD schemas, K3s config schema).
+# The platform's image references are known without building (tags derive from content):
+# rendering needs no `make images`.
 render: setup
+	@$(PY) tools/build_images.py --plan --out build/image-plan
 	@for env in $(CLUSTER_ENVS); do \
-	  rm -rf build/$$env/manifests build/$$env/nodes; \
+	  rm -rf build/$$env/manifests build/$$env/nodes build/$$env/platform; \
 	  echo "render inventories/$$env -> build/$$env"; \
-	  ansible-playbook playbooks/render.yml -i inventories/$$env >/dev/null; \
+	  ansible-playbook playbooks/render.yml -i inventories/$$env -e platform_images_dir=$(CURDIR)/build/image-plan >/dev/null; \
 	done
 
 validate: render

@@ -3,7 +3,8 @@
 
     tools/validate_manifests.py build/prod [build/dev ...]
 
-- every Kubernetes object in manifests/*.yaml is validated against the schemas of the
+- every Kubernetes object in manifests/*.yaml (cluster layer) and platform/*.yaml (platform
+  layer and services) is validated against the schemas of the
   Kubernetes minor that the pinned K3s ships (kubernetes-validate, strict: unknown fields
   are errors);
 - custom resources (HelmChart, IPAddressPool, L2Advertisement) against the in-repo schemas
@@ -69,9 +70,12 @@ def validate_dir(render_dir: Path, version: str) -> tuple[list[str], int]:
     problems: list[str] = []
     count = 0
     crds = crd_schemas()
-    manifests = sorted((render_dir / "manifests").glob("*.yaml"))
-    if not manifests:
-        problems.append(f"{render_dir}: no manifests/*.yaml (run playbooks/render.yml first)")
+    manifests = []
+    for folder in ("manifests", "platform"):
+        found = sorted((render_dir / folder).glob("*.yaml"))
+        if not found:
+            problems.append(f"{render_dir}: no {folder}/*.yaml (run playbooks/render.yml first)")
+        manifests += found
     for path in manifests:
         try:
             docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]

@@ -29,6 +29,7 @@ GENERATED = {
     "s3-access-key": 20,
     "s3-secret-key": 40,
     "mlflow-admin-password": 24,
+    "mlflow-flask-secret-key": 48,
     "airflow-admin-password": 24,
     "airflow-jwt-secret": 48,
     "airflow-api-secret-key": 48,
@@ -72,6 +73,8 @@ def platform_credentials(existing: dict[str, str] | None, vault: dict[str, str] 
         )
     current = _decode(existing)
     c = {key: vault.get(key) or current.get(key) or _token(length) for key, length in GENERATED.items()}
+    # Fernet's own format (32 random bytes, URL-safe base64): generated once, kept like the rest.
+    c["airflow-fernet-key"] = current.get("airflow-fernet-key") or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     s3_identity = {
         "identities": [
             {

@@ -15,11 +15,13 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.append(str(Path(__file__).resolve().parent))
 
 import yaml
-from k8s_objects import Obj, config_map, content_hash, http_probe, mount, pod_spec, service, stateful_set, template
+from k8s_objects import Obj, config_map, content_hash, http_probe, mount, pod_spec, secret_volume, service, stateful_set, template
 from platform_policies import prometheus_rbac
 
 PORT = 9090
-UID = 990
+# Above 10000 like every platform pod (the image's own user, 990, is in Debian's system range).
+UID = 10990
+SECRETS = "/run/secrets/mlops"
 
 
 def prometheus_config(p: Any) -> dict[str, Any]:
@@ -52,7 +54,9 @@ def prometheus_config(p: Any) -> dict[str, Any]:
         "scrape_configs": [
             {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{PORT}"]}]},
             pods_of("mlops-api", "mlops-api", "http"),
-            pods_of("mlflow", "mlflow", "http"),
+            # MLflow's /metrics is behind its authentication, for the admin only.
+            pods_of("mlflow", "mlflow", "http")
+            | {"basic_auth": {"username": "admin", "password_file": f"{SECRETS}/mlflow-admin-password"}},
             pods_of("postgres", "postgres", "metrics"),
             # The nodes' kubelets, through the API server's node proxy: one egress (the API) and
             # the cluster CA, instead of reaching every node's port 10250 with its own certificate.
@@ -92,9 +96,14 @@ def prometheus_objects(p: Any) -> list[Obj]:
             mount("data", "/prometheus"),
             mount("config", "/etc/prometheus/prometheus.yml", True, "prometheus.yml"),
             mount("rules", "/etc/prometheus/rules", True),
+            mount("secrets", SECRETS, True),
         ],
     )
-    volumes = [{"name": "config", "configMap": {"name": "prometheus"}}, {"name": "rules", "configMap": {"name": "prometheus-rules"}}]
+    volumes = [
+        {"name": "config", "configMap": {"name": "prometheus"}},
+        {"name": "rules", "configMap": {"name": "prometheus-rules"}},
+        secret_volume("secrets", p.secret, {"mlflow-admin-password": "mlflow-admin-password"}),
+    ]
     # A changed configuration or rule rolls the pod: Prometheus reads both at start.
     pod = template(
         "prometheus",
@@ -102,11 +111,13 @@ def prometheus_objects(p: Any) -> list[Obj]:
         {"mlops-metal/exposed": "true", "mlops-metal/kube-api": "true"},
         {"mlops-metal/config": content_hash([config, rules])},
     )
+    server_set = stateful_set("prometheus", p.ns, pod, {"data": (p.s["storage_class"], p.size("prometheus")["storage"])})
+    server_set["metadata"]["annotations"] = {"checkov.io/skip1": "CKV_K8S_38=the one pod that needs a token: it discovers pods and nodes"}
     return [
         *prometheus_rbac(p.ns),
         config_map("prometheus", p.ns, {"prometheus.yml": config}),
         config_map("prometheus-rules", p.ns, {"alerts.yml": rules}),
-        stateful_set("prometheus", p.ns, pod, {"data": (p.s["storage_class"], p.size("prometheus")["storage"])}),
+        server_set,
         service("prometheus", p.ns, {"http": PORT}, load_balancer=p.exposed("prometheus")),
     ]
 

@@ -54,6 +54,8 @@ SECRET_KEYS = (
     "mlflow-admin-password",
     "airflow-db-url",
     "airflow-jwt-secret",
+    "airflow-fernet-key",
+    "mlflow-flask-secret-key",
     "airflow-api-secret-key",
     "airflow-admin-password",
     "airflow-passwords.json",
@@ -159,6 +161,7 @@ class Platform:
             ),
             ports={"metrics": PORTS["postgres-metrics"]},
             readiness=http_probe("/metrics", "metrics", period=30),
+            liveness=http_probe("/metrics", "metrics", period=60, failures=5),
             mounts=[mount("secrets", SECRETS_DIR, True)],
         )
         pod = template(
@@ -269,7 +272,13 @@ class Platform:
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "MLFLOW_AUTH_CONFIG_PATH": f"{SECRETS_DIR}/mlflow-auth.ini",
             }
-        ) + self.secret_env(MLFLOW_BACKEND_URI="mlflow-db-url", AWS_ACCESS_KEY_ID="s3-access-key", AWS_SECRET_ACCESS_KEY="s3-secret-key")
+        ) + self.secret_env(
+            MLFLOW_BACKEND_URI="mlflow-db-url",
+            # Signs the auth app's sessions and CSRF tokens; one value for every replica (required).
+            MLFLOW_FLASK_SERVER_SECRET_KEY="mlflow-flask-secret-key",
+            AWS_ACCESS_KEY_ID="s3-access-key",
+            AWS_SECRET_ACCESS_KEY="s3-secret-key",
+        )
 
     def mlflow_volumes(self) -> list[Obj]:
         return [empty_dir("tmp", "1Gi"), secret_volume("secrets", self.secret, {"mlflow-auth.ini": "mlflow-auth.ini"})]
@@ -326,7 +335,8 @@ class Platform:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://airflow-api-server:{PORTS['airflow']}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": f"{SECRETS_DIR}/airflow-passwords.json",
+            # The auth manager rewrites this file: a writable copy of the Secret's (see airflow_pod).
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": "/tmp/airflow-passwords.json",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
             "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": "s3://airflow-logs/logs",
@@ -337,6 +347,7 @@ class Platform:
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="airflow-db-url",
             AIRFLOW__API_AUTH__JWT_SECRET="airflow-jwt-secret",
             AIRFLOW__API__SECRET_KEY="airflow-api-secret-key",
+            AIRFLOW__CORE__FERNET_KEY="airflow-fernet-key",
             AIRFLOW_CONN_MLOPS_S3="airflow-conn-s3",
         )
 
@@ -347,6 +358,7 @@ class Platform:
             secret_volume("secrets", self.secret, {"airflow-passwords.json": "airflow-passwords.json"}),
         ]
         box["volumeMounts"] = [mount("tmp", "/tmp"), mount("logs", "/opt/airflow/logs"), mount("secrets", SECRETS_DIR, True)]
+        box["command"] = ["sh", "-c", f'cp {SECRETS_DIR}/airflow-passwords.json /tmp/ && exec airflow "$@"', "airflow"]
         return template(name, pod_spec([box], UIDS["airflow"], volumes=volumes, restart_policy=restart_policy, gid=0), extra_labels)
 
     def airflow_migrate(self) -> list[Obj]:
@@ -377,11 +389,12 @@ class Platform:
                 kwargs["env"] = kwargs["env"] + self.ml_client_env()
                 kwargs |= {
                     "ports": {"health": 8974},
+                    "readiness": http_probe("/health", "health"),
                     "liveness": http_probe("/health", "health", period=20, failures=6),
                     "startup": http_probe("/health", "health", period=5, failures=60),
                 }
-            else:
-                kwargs["liveness"] = check[name]
+            else:  # no port: the job's heartbeat in the database tells ready and alive
+                kwargs["liveness"] = kwargs["readiness"] = check[name]
             box = self.box(name.removeprefix("airflow-"), "airflow", name, **kwargs)
             replicas = self.size(name).get("replicas", 1)
             objects.append(deployment(name, self.ns, replicas, self.airflow_pod(name, box, pod_labels)))
