@@ -246,12 +246,15 @@ def mount(name: str, path: str, read_only: bool = False, sub_path: str | None = 
     return out
 
 
-def pod_disruption_budget(name: str, namespace: str, min_available: int) -> Obj:
+def pod_disruption_budget(name: str, namespace: str, replicas: int) -> Obj:
+    """Voluntary evictions (drains) keep all replicas but one serving; a single replica may go,
+    or it would block every drain of its node."""
+    budget = {"minAvailable": replicas - 1} if replicas > 1 else {"maxUnavailable": 1}
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": meta(name, namespace),
-        "spec": {"minAvailable": min_available, "selector": {"matchLabels": selector(name)}},
+        "spec": {**budget, "selector": {"matchLabels": selector(name)}},
     }
 
 

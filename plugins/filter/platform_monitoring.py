@@ -22,26 +22,16 @@ PORT = 9090
 # Above 10000 like every platform pod (the image's own user, 990, is in Debian's system range).
 UID = 10990
 SECRETS = "/run/secrets/mlops"
+API_PODS = "mlops-api-pods"
 
 
 def prometheus_config(p: Any) -> dict[str, Any]:
-    def pods_of(job_name: str, app: str, port: str, path: str = "/metrics") -> dict[str, Any]:
-        return {
-            "job_name": job_name,
-            "metrics_path": path,
-            "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [p.ns]}}],
-            "relabel_configs": [
-                {
-                    "source_labels": [
-                        "__meta_kubernetes_pod_label_app_kubernetes_io_name",
-                        "__meta_kubernetes_pod_container_port_name",
-                    ],
-                    "regex": f"{app};{port}",
-                    "action": "keep",
-                },
-                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-            ],
-        }
+    """Debian's Prometheus is built without Kubernetes service discovery: the API's replicas are
+    found through DNS (a headless Service lists the ready pods), single servers by their Service
+    name, and the nodes are the inventory's."""
+
+    def job(name: str, targets: list[str], **extra: Any) -> dict[str, Any]:
+        return {"job_name": name, "static_configs": [{"targets": targets}], **extra}
 
     token = "/var/run/secrets/kubernetes.io/serviceaccount"
     return {
@@ -52,32 +42,37 @@ def prometheus_config(p: Any) -> dict[str, Any]:
         },
         "rule_files": ["/etc/prometheus/rules/*.yml"],
         "scrape_configs": [
-            {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{PORT}"]}]},
-            pods_of("mlops-api", "mlops-api", "http"),
+            job("prometheus", [f"127.0.0.1:{PORT}"]),
+            # One target per ready API replica.
+            {
+                "job_name": "mlops-api",
+                "dns_sd_configs": [{"names": [f"{API_PODS}.{p.ns}.svc"], "type": "A", "port": 8000, "refresh_interval": "30s"}],
+            },
             # MLflow's /metrics is behind its authentication, for the admin only.
-            pods_of("mlflow", "mlflow", "http")
-            | {"basic_auth": {"username": "admin", "password_file": f"{SECRETS}/mlflow-admin-password"}},
-            pods_of("postgres", "postgres", "metrics"),
+            job("mlflow", ["mlflow:5000"], basic_auth={"username": "admin", "password_file": f"{SECRETS}/mlflow-admin-password"}),
+            job("postgres", ["postgres:9187"]),
             # The nodes' kubelets, through the API server's node proxy: one egress (the API) and
             # the cluster CA, instead of reaching every node's port 10250 with its own certificate.
             {
                 "job_name": "kubelet",
                 "scheme": "https",
-                "kubernetes_sd_configs": [{"role": "node"}],
+                "static_configs": [{"targets": ["kubernetes.default.svc:443"], "labels": {"node": node}} for node in p.s["nodes"]],
                 "tls_config": {"ca_file": f"{token}/ca.crt"},
                 "authorization": {"credentials_file": f"{token}/token"},
                 "relabel_configs": [
-                    {"target_label": "__address__", "replacement": "kubernetes.default.svc:443"},
-                    {
-                        "source_labels": ["__meta_kubernetes_node_name"],
-                        "target_label": "__metrics_path__",
-                        "replacement": "/api/v1/nodes/${1}/proxy/metrics",
-                    },
-                    {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "node"},
+                    {"source_labels": ["node"], "target_label": "__metrics_path__", "replacement": "/api/v1/nodes/${1}/proxy/metrics"},
+                    {"source_labels": ["node"], "target_label": "instance"},
                 ],
             },
         ],
     }
+
+
+def api_pods_service(namespace: str) -> Obj:
+    """Headless: its DNS name resolves to every ready API pod, which is how Prometheus finds them."""
+    svc = service(API_PODS, namespace, {"http": 8000}, target="mlops-api")
+    svc["spec"]["clusterIP"] = "None"
+    return svc
 
 
 def prometheus_objects(p: Any) -> list[Obj]:

@@ -69,31 +69,17 @@ def network_policies(namespace: str, settings: dict[str, Any] | None = None) -> 
 
 
 def prometheus_rbac(namespace: str) -> list[Obj]:
-    """Pod discovery in its own namespace; the node list and the kubelets' metrics through the
-    API server's node proxy (cluster-wide, so the binding carries the namespace in its name)."""
+    """The kubelets' metrics through the API server's node proxy (cluster-wide, so the binding
+    carries the namespace in its name)."""
     cluster_name = f"mlops-prometheus-{namespace}"
     subject = [{"kind": "ServiceAccount", "name": "prometheus", "namespace": namespace}]
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("prometheus", namespace), "automountServiceAccountToken": False},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta("prometheus", namespace),
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta("prometheus", namespace),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus"},
-            "subjects": subject,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": meta(cluster_name, None),
             "rules": [
-                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
                 {"apiGroups": [""], "resources": ["nodes/proxy", "nodes/metrics"], "verbs": ["get"]},
             ],
         },

@@ -40,7 +40,7 @@ from k8s_objects import (
     stateful_set,
     template,
 )
-from platform_monitoring import prometheus_objects
+from platform_monitoring import api_pods_service, prometheus_objects
 from platform_policies import network_policies
 
 # Keys of the platform Secret; the role generates or takes each from the vault.
@@ -271,6 +271,9 @@ class Platform:
                 "MLFLOW_S3_ENDPOINT_URL": self.urls()["MLFLOW_S3_ENDPOINT_URL"],
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "MLFLOW_AUTH_CONFIG_PATH": f"{SECRETS_DIR}/mlflow-auth.ini",
+                # The job runner (about seven huey processes of ~250 MB each) serves GenAI jobs the
+                # platform does not use; without it the server fits its memory limit.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             }
         ) + self.secret_env(
             MLFLOW_BACKEND_URI="mlflow-db-url",
@@ -358,7 +361,7 @@ class Platform:
             secret_volume("secrets", self.secret, {"airflow-passwords.json": "airflow-passwords.json"}),
         ]
         box["volumeMounts"] = [mount("tmp", "/tmp"), mount("logs", "/opt/airflow/logs"), mount("secrets", SECRETS_DIR, True)]
-        box["command"] = ["sh", "-c", f'cp {SECRETS_DIR}/airflow-passwords.json /tmp/ && exec airflow "$@"', "airflow"]
+        box["command"] = ["sh", "-c", f'install -m 0600 {SECRETS_DIR}/airflow-passwords.json /tmp/ && exec airflow "$@"', "airflow"]
         return template(name, pod_spec([box], UIDS["airflow"], volumes=volumes, restart_policy=restart_policy, gid=0), extra_labels)
 
     def airflow_migrate(self) -> list[Obj]:
@@ -420,7 +423,8 @@ class Platform:
         return [
             deployment("mlops-api", self.ns, size["replicas"], pod),
             service("mlops-api", self.ns, {"http": PORTS["api"]}, load_balancer=self.exposed("api")),
-            pod_disruption_budget("mlops-api", self.ns, max(1, size["replicas"] - 1)),
+            api_pods_service(self.ns),
+            pod_disruption_budget("mlops-api", self.ns, size["replicas"]),
             autoscaler("mlops-api", self.ns, size["replicas"], size["max_replicas"], 75),
         ]
 

@@ -33,7 +33,7 @@ SERVICES_PYTHON = os.environ.get("MLOPS_SERVICES_PYTHON", "/opt/mlops/venv/bin/p
     params={
         "csv": Param(None, type=["null", "string"], description="CSV (USA Real Estate layout) on the worker; none: a synthetic batch"),
         "rows": Param(20_000, type="integer", minimum=1, description="Rows of a synthetic batch"),
-        "seed": Param(None, type=["null", "integer"], description="Seed of a synthetic batch; none: the run's date"),
+        "seed": Param(None, type=["null", "integer"], description="Seed of a synthetic batch; none: the day the run was due"),
         "drift_level": Param(0.0, type="number", minimum=0, maximum=1, description="Drift of a synthetic batch (0 = none)"),
     },
     tags=["mlops", "house-prices"],
@@ -111,7 +111,8 @@ def mlops_house_prices():
     raw_uri = ingest(
         "{{ params.csv }}",
         "{{ params.rows }}",
-        "{{ params.seed if params.seed is not none else logical_date.strftime('%Y%m%d') | int }}",
+        # run_after: set for every run (a run triggered from the UI or the API has no logical date).
+        "{{ params.seed if params.seed is not none else dag_run.run_after.strftime('%Y%m%d') | int }}",
         "{{ params.drift_level }}",
     )
     report = validate(raw_uri)

@@ -30,6 +30,7 @@ SETTINGS = {
     "prometheus_rules": "groups: []\n",
     "api_spool_size": "1Gi",
     "model_name": "house-price",
+    "nodes": ["prod-server1", "prod-agent1"],
 }
 
 
