@@ -274,6 +274,32 @@ def autoscaler(name: str, namespace: str, minimum: int, maximum: int, cpu_percen
     }
 
 
+def pods_not_ready(pods: list[Obj]) -> list[str]:
+    """'<pod>: <container> <reason> (<message>)' for each pod that is neither done nor ready: what
+    a failed wait shows, so ImagePullBackOff or CrashLoopBackOff is read without kubectl."""
+    out = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") == "Succeeded":
+            continue
+        problems = []
+        for box in status.get("containerStatuses") or []:
+            if box.get("ready"):
+                continue
+            state = box.get("state") or {}
+            detail = state.get("waiting") or state.get("terminated") or {}
+            reason = detail.get("reason") or ("running, not ready" if "running" in state else "not started")
+            message = f" ({detail['message'][:200]})" if detail.get("message") else ""
+            restarts = f", {box['restartCount']} restarts" if box.get("restartCount") else ""
+            problems.append(f"{box['name']} {reason}{restarts}{message}")
+        if not status.get("containerStatuses"):
+            conditions = [c.get("message") or c.get("reason", "") for c in status.get("conditions") or [] if c.get("status") != "True"]
+            problems.append(f"{status.get('phase', 'Pending')} {' '.join(filter(None, conditions))}".strip())
+        if problems:
+            out.append(f"{pod['metadata']['name']}: {', '.join(problems)}")
+    return out
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"mlops_content_hash": content_hash}
+        return {"mlops_content_hash": content_hash, "mlops_pods_not_ready": pods_not_ready}

@@ -75,12 +75,9 @@ def test_no_secret_value_is_in_any_object():
     for key, value in secret["data"].items():
         plain = base64.b64decode(value).decode()
         assert plain not in dumped, key
-    referenced = {
-        ref["secretKeyRef"]["key"]
-        for obj in everything()
-        for ref in _walk(obj, "valueFrom")
-        if "secretKeyRef" in ref
-    } | {item["key"] for obj in everything() for vol in _walk(obj, "secret") if "items" in vol for item in vol["items"]}
+    referenced = {ref["secretKeyRef"]["key"] for obj in everything() for ref in _walk(obj, "valueFrom") if "secretKeyRef" in ref} | {
+        item["key"] for obj in everything() for vol in _walk(obj, "secret") if "items" in vol for item in vol["items"]
+    }
     assert referenced <= set(secret["data"]), referenced - set(secret["data"])
 
 
@@ -174,3 +171,27 @@ def test_images_come_from_the_list_or_the_site_and_are_pinned():
 def test_fixed_addresses_must_lie_in_a_pool(address, inside):
     pools = [{"addresses": ["10.43.100.200-10.43.100.230"]}, {"addresses": ["10.43.100.240/29"]}]
     assert ps.address_in_pools(address, pools) is inside
+
+
+def test_a_failed_wait_names_the_pods_and_their_reasons():
+    import k8s_objects
+
+    pods = [
+        {"metadata": {"name": "done"}, "status": {"phase": "Succeeded"}},
+        {"metadata": {"name": "fine"}, "status": {"phase": "Running", "containerStatuses": [{"name": "a", "ready": True}]}},
+        {
+            "metadata": {"name": "postgres-0"},
+            "status": {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {"name": "postgres", "ready": False, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "no registry"}}},
+                    {"name": "metrics", "ready": False, "restartCount": 3, "state": {"running": {}}},
+                ],
+            },
+        },
+        {"metadata": {"name": "unscheduled"}, "status": {"phase": "Pending", "conditions": [{"status": "False", "message": "0/1 nodes"}]}},
+    ]
+    assert k8s_objects.pods_not_ready(pods) == [
+        "postgres-0: postgres ImagePullBackOff (no registry), metrics running, not ready, 3 restarts",
+        "unscheduled: Pending 0/1 nodes",
+    ]
