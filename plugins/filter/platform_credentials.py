@@ -34,6 +34,7 @@ GENERATED = {
     "airflow-jwt-secret": 48,
     "airflow-api-secret-key": 48,
     "reload-token": 32,
+    "grafana-admin-password": 24,
 }
 
 

@@ -15,14 +15,38 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.append(str(Path(__file__).resolve().parent))
 
 import yaml
-from k8s_objects import Obj, config_map, content_hash, http_probe, mount, pod_spec, secret_volume, service, stateful_set, template
-from platform_policies import prometheus_rbac
+from k8s_objects import Obj, config_map, content_hash, http_probe, meta, mount, pod_spec, secret_volume, service, stateful_set, template
 
 PORT = 9090
 # Above 10000 like every platform pod (the image's own user, 990, is in Debian's system range).
 UID = 10990
 SECRETS = "/run/secrets/mlops"
 API_PODS = "mlops-api-pods"
+
+
+def prometheus_rbac(namespace: str) -> list[Obj]:
+    """The kubelets' metrics through the API server's node proxy (cluster-wide, so the binding
+    carries the namespace in its name)."""
+    cluster_name = f"mlops-prometheus-{namespace}"
+    subject = [{"kind": "ServiceAccount", "name": "prometheus", "namespace": namespace}]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("prometheus", namespace), "automountServiceAccountToken": False},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": meta(cluster_name, None),
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes/proxy", "nodes/metrics"], "verbs": ["get"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": meta(cluster_name, None),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
+            "subjects": subject,
+        },
+    ]
 
 
 def prometheus_config(p: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Who may talk to whom inside an environment namespace, and Prometheus's API access.
+"""Who may talk to whom inside an environment namespace.
 
 The cluster layer gives every environment namespace a default-deny (ingress and egress) plus
 DNS, scrapes from the monitoring namespace, ingress to pods labelled as exposed, and Kubernetes
@@ -18,6 +18,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.append(str(Path(__file__).resolve().parent))
 
 from k8s_objects import Obj, meta, selector
+from platform_grafana import FLOWS_GRAFANA
 
 AIRFLOW = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 
@@ -49,7 +50,8 @@ def _policy(namespace: str, name: str, spec: dict[str, Any]) -> Obj:
 def network_policies(namespace: str, settings: dict[str, Any] | None = None) -> list[Obj]:
     ingress: dict[str, list[Obj]] = defaultdict(list)
     egress: dict[str, list[Obj]] = defaultdict(list)
-    for client, server, port in FLOWS:
+    flows = FLOWS + (FLOWS_GRAFANA if (settings or {}).get("grafana_image") else ())
+    for client, server, port in flows:
         ports = [{"protocol": "TCP", "port": port}]
         ingress[server].append({"from": [{"podSelector": {"matchLabels": selector(client)}}], "ports": ports})
         egress[client].append({"to": [{"podSelector": {"matchLabels": selector(server)}}], "ports": ports})
@@ -66,31 +68,6 @@ def network_policies(namespace: str, settings: dict[str, Any] | None = None) -> 
         for client, rules in sorted(egress.items())
     ]
     return objects
-
-
-def prometheus_rbac(namespace: str) -> list[Obj]:
-    """The kubelets' metrics through the API server's node proxy (cluster-wide, so the binding
-    carries the namespace in its name)."""
-    cluster_name = f"mlops-prometheus-{namespace}"
-    subject = [{"kind": "ServiceAccount", "name": "prometheus", "namespace": namespace}]
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("prometheus", namespace), "automountServiceAccountToken": False},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": meta(cluster_name, None),
-            "rules": [
-                {"apiGroups": [""], "resources": ["nodes/proxy", "nodes/metrics"], "verbs": ["get"]},
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": meta(cluster_name, None),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
-            "subjects": subject,
-        },
-    ]
 
 
 class FilterModule:

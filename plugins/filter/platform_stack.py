@@ -21,7 +21,6 @@ if str(Path(__file__).resolve().parent) not in sys.path:
 
 from k8s_objects import (
     Obj,
-    autoscaler,
     config_map,
     container,
     content_hash,
@@ -33,14 +32,14 @@ from k8s_objects import (
     job,
     mount,
     plain,
-    pod_disruption_budget,
     pod_spec,
     secret_volume,
     service,
     stateful_set,
     template,
 )
-from platform_monitoring import api_pods_service, prometheus_objects
+from platform_grafana import grafana_objects
+from platform_monitoring import prometheus_objects
 from platform_policies import network_policies
 
 # Keys of the platform Secret; the role generates or takes each from the vault.
@@ -65,6 +64,7 @@ SECRET_KEYS = (
     "s3-secret-key",
     "s3.json",
     "reload-token",
+    "grafana-admin-password",
 )
 # Databases and their owners, created by the postgres-init Job.
 DATABASES = {"mlflow": "mlflow", "mlflow_auth": "mlflow", "airflow": "airflow", "mlops": "mlops"}
@@ -404,50 +404,6 @@ class Platform:
         objects.append(service("airflow-api-server", self.ns, {"http": PORTS["airflow"]}, load_balancer=self.exposed("airflow")))
         return objects
 
-    # ---------------------------------------------------------------- API and UI
-    def api(self) -> list[Obj]:
-        size = self.size("api")
-        server = self.box(
-            "api",
-            "api",
-            "api",
-            env=self.ml_client_env() + env_list({"MLOPS_SPOOL_DIR": "/var/spool/mlops", "MLOPS_MODEL_NAME": self.s["model_name"]}),
-            ports={"http": PORTS["api"]},
-            readiness=http_probe("/ready", "http"),
-            liveness=http_probe("/health", "http", period=20, failures=6),
-            mounts=[mount("spool", "/var/spool/mlops"), mount("tmp", "/tmp")],
-        )
-        # The spool keeps inference rows while PostgreSQL is away; it outlives container restarts.
-        volumes = [empty_dir("spool", self.s["api_spool_size"]), empty_dir("tmp", "1Gi")]
-        pod = template("mlops-api", pod_spec([server], UIDS["api"], volumes=volumes), {"mlops-metal/exposed": "true"})
-        return [
-            deployment("mlops-api", self.ns, size["replicas"], pod),
-            service("mlops-api", self.ns, {"http": PORTS["api"]}, load_balancer=self.exposed("api")),
-            api_pods_service(self.ns),
-            pod_disruption_budget("mlops-api", self.ns, size["replicas"]),
-            autoscaler("mlops-api", self.ns, size["replicas"], size["max_replicas"], 75),
-        ]
-
-    def ui(self) -> list[Obj]:
-        urls = self.urls()
-        server = self.box(
-            "ui",
-            "ui",
-            "ui",
-            # Read-only views: the registry and its artifacts through MLflow, predictions through the API.
-            env=env_list({key: urls[key] for key in ("MLFLOW_TRACKING_URI", "MLOPS_API_URL")} | {"MLFLOW_TRACKING_USERNAME": "admin"})
-            + self.secret_env(MLFLOW_TRACKING_PASSWORD="mlflow-admin-password"),
-            ports={"http": PORTS["ui"]},
-            readiness=http_probe("/_stcore/health", "http"),
-            liveness=http_probe("/_stcore/health", "http", period=20, failures=6),
-            mounts=[mount("tmp", "/tmp")],
-        )
-        pod = template("mlops-ui", pod_spec([server], UIDS["api"], volumes=[empty_dir("tmp")]), {"mlops-metal/exposed": "true"})
-        return [
-            deployment("mlops-ui", self.ns, self.size("ui")["replicas"], pod),
-            service("mlops-ui", self.ns, {"http": PORTS["ui"]}, load_balancer=self.exposed("ui")),
-        ]
-
 
 def platform_images(image_list: dict[str, Any], overrides: dict[str, str], images_dir: str) -> dict[str, str]:
     """Each image's reference: the site's own (platform_image_<name>) or the build's image list."""
@@ -484,8 +440,9 @@ def address_in_pools(address: str, pools: list[dict[str, Any]]) -> bool:
 
 def platform_objects(settings: dict[str, Any]) -> dict[str, list[Obj]]:
     """Files in apply order: each one's workloads are waited on before the next is applied."""
-    p = Platform(plain(settings))
-    return {
+    settings = plain(settings)
+    p = Platform(settings)
+    files = {
         "10-policies.yaml": network_policies(p.ns, settings),
         "20-postgres.yaml": p.postgres(),
         "21-postgres-init.yaml": p.postgres_init(),
@@ -496,19 +453,15 @@ def platform_objects(settings: dict[str, Any]) -> dict[str, list[Obj]]:
         "50-airflow-db-migrate.yaml": p.airflow_migrate(),
         "51-airflow.yaml": p.airflow(),
         "60-prometheus.yaml": prometheus_objects(p),
+        "61-grafana.yaml": grafana_objects(p, settings["grafana_dashboard"]),
     }
-
-
-def services_objects(settings: dict[str, Any]) -> dict[str, list[Obj]]:
-    p = Platform(plain(settings))
-    return {"70-api.yaml": p.api(), "71-ui.yaml": p.ui()}
+    return {name: objects for name, objects in files.items() if objects}  # Grafana: only when supplied
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "mlops_platform_objects": platform_objects,
-            "mlops_services_objects": services_objects,
             "mlops_platform_images": platform_images,
             "mlops_address_in_pools": address_in_pools,
         }

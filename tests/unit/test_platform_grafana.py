@@ -35,6 +35,7 @@ SETTINGS = {
     "model_name": "house-price",
     "nodes": ["prod-server1", "prod-agent1"],
     "grafana_image": "",
+    "grafana_dashboard": "{}",
 }
 IMAGE = "grafana/grafana:11.3.0"
 # The platform Prometheus's scrape jobs (platform_monitoring.prometheus_config).
@@ -148,7 +149,7 @@ def test_the_container_is_hardened_sized_pinned_and_probed():
     deploy = by_kind_name(objects(grafana_image=IMAGE))[("Deployment", "grafana")]
     pod = deploy["spec"]["template"]
     spec = pod["spec"]
-    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 472
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10472
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert spec["automountServiceAccountToken"] is False
     (box,) = spec["containers"]

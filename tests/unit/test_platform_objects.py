@@ -8,6 +8,7 @@ from pathlib import Path
 
 import platform_credentials as pc
 import platform_policies
+import platform_services
 import platform_stack as ps
 import pytest
 import yaml
@@ -31,11 +32,13 @@ SETTINGS = {
     "api_spool_size": "1Gi",
     "model_name": "house-price",
     "nodes": ["prod-server1", "prod-agent1"],
+    "grafana_image": "",
+    "grafana_dashboard": "{}",
 }
 
 
 def everything() -> list[dict]:
-    files = ps.platform_objects(SETTINGS) | ps.services_objects(SETTINGS)
+    files = ps.platform_objects(SETTINGS) | platform_services.services_objects(SETTINGS)
     return [obj for objects in files.values() for obj in objects]
 
 
