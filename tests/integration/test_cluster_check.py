@@ -89,7 +89,7 @@ def lab(tmp_path_factory):
             "k3s_cluster_dns": "10.43.0.10",
             "metallb_address_pools": [{"name": "default", "addresses": ["10.231.0.200-10.231.0.210"]}],
             "mlops_kubeconfig": str(tmp / "kubeconfig"),
-            "k3s_airgap_dir": str(bundle),
+            "mlops_airgap_dir": str(bundle),
         }
         (inventory / "group_vars" / "all" / "plan.yml").write_text(yaml.safe_dump(plan))
         yield {"key": key, "inventory": inventory, "bundle": bundle}

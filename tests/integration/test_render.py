@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,8 +25,26 @@ def run(*cmd: str) -> subprocess.CompletedProcess:
     return result
 
 
+@functools.cache
+def image_plan() -> Path:
+    """The platform's image references as a build would make them (nothing is built)."""
+    out = Path(tempfile.mkdtemp(prefix="image-plan-"))
+    subprocess.run([sys.executable, "tools/build_images.py", "--plan", "--out", str(out)], cwd=ROOT, check=True)
+    return out
+
+
 def render(env: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run(str(BIN / "ansible-playbook"), "playbooks/render.yml", "-i", f"inventories/{env}", "-e", f"mlops_render_dir={out}", *extra)
+    return run(
+        str(BIN / "ansible-playbook"),
+        "playbooks/render.yml",
+        "-i",
+        f"inventories/{env}",
+        "-e",
+        f"mlops_render_dir={out}",
+        "-e",
+        f"platform_images_dir={image_plan()}",
+        *extra,
+    )
 
 
 def validate(*dirs: Path) -> subprocess.CompletedProcess:
@@ -116,7 +136,7 @@ def test_validator_rejects_wrong_types_unknown_fields_and_unknown_kinds(prod, tm
 
 def test_airgapped_render_points_helm_charts_at_k3s_static_charts(tmp_path):
     out = tmp_path / "airgap"
-    result = render("dev", out, "-e", "k3s_airgap_dir=/srv/bundle")
+    result = render("dev", out, "-e", "mlops_airgap_dir=/srv/bundle")
     assert result.returncode == 0, result.output
     charts = [o["spec"] for o in objects(out) if o["kind"] == "HelmChart"]
     assert {c["chart"] for c in charts} == {
