@@ -77,7 +77,7 @@ def test_prod_render_has_every_node_and_the_ha_join_order(prod):
         cfg = config(prod, node)
         assert (cfg["cluster-cidr"], cfg["service-cidr"], cfg["cluster-dns"]) == ("10.44.0.0/16", "10.45.0.0/16", "10.45.0.10")
         assert cfg["write-kubeconfig-mode"] == "0600" and cfg["secrets-encryption"] is True
-        assert "servicelb" in cfg["disable"]
+        assert {"servicelb", "traefik", "local-storage"} <= set(cfg["disable"])
     agent = config(prod, "prod-agent1")
     assert agent["server"] == "https://10.43.100.11:6443" and "cluster-cidr" not in agent
     assert agent["node-ip"] == "10.43.100.21" and agent["node-name"] == "prod-agent1"
