@@ -253,8 +253,9 @@ e2e-cluster: setup e2e-components images
 # The whole live tier, each step timed (pytest's durations: a fixture's setup is "up", its
 # teardown "down"). Measured cold (empty Go caches) ~17 min of builds, then ~1 min of tests.
 e2e: setup e2e-components images
-	@start=$$(date +%s); $(PY) -m pytest -p no:cacheprovider --durations=0 --durations-min=0.5 tests/e2e; \
-	echo "e2e: $$(( $$(date +%s) - start )) s after the components were ready"
+	@rm -f build/e2e-timings.txt; start=$$(date +%s); $(PY) -m pytest -p no:cacheprovider --durations=0 --durations-min=0.5 tests/e2e; \
+	rc=$$?; cat build/e2e-timings.txt 2>/dev/null; \
+	echo "e2e: $$(( $$(date +%s) - start )) s after the components were ready"; exit $$rc
 
 clean:
 	rm -rf $(VENV) $(SVC_VENV) $(AF_VENV) build .pytest_cache .ruff_cache

@@ -24,6 +24,7 @@ KUBECONFIG = Path(os.environ.get("E2E_KUBECONFIG", ROOT / "build" / "e2e" / "kub
 STATE = Path(os.environ.get("E2E_STATE", "/var/tmp/mlops-e2e/node"))
 PLATFORM_IMAGES = Path(os.environ.get("E2E_PLATFORM_IMAGES", ROOT / "build" / "images"))
 NAMESPACE = "e2e-smoke"
+TIMINGS = ROOT / "build" / "e2e-timings.txt"
 LB_FIRST, LB_LAST = "10.234.0.200", "10.234.0.220"
 
 
@@ -243,7 +244,9 @@ def playbook(name: str) -> tuple[float, str]:
         env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
     )
     seconds = time.monotonic() - started
-    print(f"{name}: {seconds:.0f} s")
+    # make e2e prints these after the run (pytest keeps a passing test's output to itself).
+    with TIMINGS.open("a") as timings:
+        timings.write(f"{name}: {seconds:.0f} s (changed={changed_tasks(run.stdout)})\n")
     assert run.returncode == 0, f"{name} failed after {seconds:.0f} s:\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}"
     return seconds, run.stdout
 
