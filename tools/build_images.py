@@ -173,7 +173,10 @@ def write_plan(out: Path) -> None:
     """The references a build makes, for rendering manifests where nothing is built (make validate)."""
     catalog = yaml.safe_load(CATALOG.read_text())
     base_ref = base_reference(catalog)
-    plan = {name: {"ref": image_reference(name, spec, catalog["registry"], base_ref), "digest": None} for name, spec in catalog["images"].items()}
+    plan = {
+        name: {"ref": image_reference(name, spec, catalog["registry"], base_ref), "digest": None}
+        for name, spec in catalog["images"].items()
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "images.json").write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")
 
