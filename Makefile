@@ -113,11 +113,12 @@ demo: setup demo-cluster demo-services
 
 demo-cluster: setup
 	ansible-playbook playbooks/preflight.yml -i inventories/local
-	rm -rf build/prod/manifests build/prod/nodes
-	ansible-playbook playbooks/render.yml -i inventories/prod >/dev/null
+	rm -rf build/prod/manifests build/prod/nodes build/prod/platform
+	@$(PY) tools/build_images.py --plan --out build/image-plan
+	ansible-playbook playbooks/render.yml -i inventories/prod -e platform_images_dir=$(CURDIR)/build/image-plan >/dev/null
 	$(PY) tools/validate_manifests.py build/prod
-	@echo; echo "demo: what the cluster layer would put on the prod hosts (make render does every inventory):"
-	@cd build/prod && find nodes manifests -type f | sort | sed 's/^/  build\/prod\//'
+	@echo; echo "demo: what the cluster and platform layers would put on the prod hosts (make render does every inventory):"
+	@cd build/prod && find nodes manifests platform -type f | sort | sed 's/^/  build\/prod\//'
 	@echo "  e.g. build/prod/nodes/prod-server2/etc/rancher/k3s/config.yaml:"
 	@sed 's/^/    /' build/prod/nodes/prod-server2/etc/rancher/k3s/config.yaml
 
