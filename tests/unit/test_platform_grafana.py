@@ -13,30 +13,11 @@ import platform_grafana as pg
 import platform_stack as ps
 import pytest
 import yaml
+from platform_settings import SETTINGS as BASE_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = (ROOT / "roles/platform/files/grafana/mlops-api.json").read_text()
-DEFAULT_SIZES = yaml.safe_load((ROOT / "roles/platform/defaults/main.yml").read_text())["platform_sizes"]
-SETTINGS = {
-    "environment": "prod",
-    "namespace": "mlops-prod",
-    "storage_class": "nfs-mlops-prod",
-    "secret": "mlops-platform",
-    "images": {name: f"registry.local/mlops/{name}:1.0-abcdef123456" for name in ps.IMAGES},
-    "pull_policy": "IfNotPresent",
-    "sizes": DEFAULT_SIZES | {"grafana": {"cpu": "50m", "memory": "128Mi", "memory_limit": "512Mi"}},
-    "exposed": {"api": "10.43.100.201", "ui": "", "mlflow": "", "airflow": "", "prometheus": ""},
-    "mlflow_workers": 2,
-    "seaweedfs_volume_size_mb": 1024,
-    "prometheus_retention": "15d",
-    "prometheus_scrape_interval": "15s",
-    "prometheus_rules": "groups: []\n",
-    "api_spool_size": "1Gi",
-    "model_name": "house-price",
-    "nodes": ["prod-server1", "prod-agent1"],
-    "grafana_image": "",
-    "grafana_dashboard": "{}",
-}
+SETTINGS = BASE_SETTINGS | {"sizes": BASE_SETTINGS["sizes"] | {"grafana": {"cpu": "50m", "memory": "128Mi", "memory_limit": "512Mi"}}}
 IMAGE = "grafana/grafana:11.3.0"
 # The platform Prometheus's scrape jobs (platform_monitoring.prometheus_config).
 JOBS = {"mlops-api", "mlflow", "postgres", "kubelet", "prometheus"}

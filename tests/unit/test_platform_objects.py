@@ -4,37 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import platform_credentials as pc
 import platform_policies
 import platform_services
 import platform_stack as ps
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SIZES = yaml.safe_load((ROOT / "roles/platform/defaults/main.yml").read_text())["platform_sizes"]
-SETTINGS = {
-    "environment": "prod",
-    "namespace": "mlops-prod",
-    "storage_class": "nfs-mlops-prod",
-    "secret": "mlops-platform",
-    "images": {name: f"registry.local/mlops/{name}:1.0-abcdef123456" for name in ps.IMAGES},
-    "pull_policy": "IfNotPresent",
-    "sizes": DEFAULT_SIZES,
-    "exposed": {"api": "10.43.100.201", "ui": "", "mlflow": "", "airflow": "", "prometheus": ""},
-    "mlflow_workers": 2,
-    "seaweedfs_volume_size_mb": 1024,
-    "prometheus_retention": "15d",
-    "prometheus_scrape_interval": "15s",
-    "prometheus_rules": "groups: []\n",
-    "api_spool_size": "1Gi",
-    "model_name": "house-price",
-    "nodes": ["prod-server1", "prod-agent1"],
-    "grafana_image": "",
-    "grafana_dashboard": "{}",
-}
+from platform_settings import SETTINGS
 
 
 def everything() -> list[dict]:
