@@ -47,7 +47,7 @@ done
 .PHONY: images e2e e2e-deps e2e-components e2e-up e2e-down e2e-kubelet e2e-cluster airflow-setup bench hadolint molecule molecule-nspawn molecule-vm services-setup services-deps services-test demo-cluster demo-services demo-down host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
 
 help:
-	@echo "make demo    set up, run preflight against this machine, render and validate the prod cluster layer"
+	@echo "make demo    set up, run preflight against this machine, render and validate the prod cluster and platform layers, run the ML platform on loopback"
 	@echo "make test    set up, then run every check CI runs"
 	@echo "make render  write what the cluster layer would deploy to build/<env>/ (no hosts needed)"
 	@echo "make docs    regenerate roles/*/README.md from meta/argument_specs.yml"
