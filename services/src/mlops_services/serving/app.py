@@ -20,13 +20,13 @@ from .loader import LoadedModel, ModelHolder, load_champion
 from .metrics import ApiMetrics
 from .middleware import RequestMetrics
 from .routes import readable, router
-from .watcher import champion_version, follow_champion
+from .watcher import Champion, champion_version, follow_champion
 
 
 def create_app(
     settings: Settings | None = None,
     loader: Callable[[Settings], LoadedModel] = load_champion,
-    resolve_champion: Callable[[Settings], tuple[str, bool, float]] = champion_version,
+    resolve_champion: Callable[[Settings], Champion] = champion_version,
 ) -> FastAPI:
     settings = settings or get_settings()
     metrics = ApiMetrics()
