@@ -37,6 +37,9 @@ FLOWS: tuple[tuple[str, str, int], ...] = (
     *((client, "mlflow", 5000) for client in ("airflow-scheduler", "mlops-api", "mlops-ui", "prometheus")),
     # The API: the pipeline's reload, the UI, Prometheus.
     *((client, "mlops-api", 8000) for client in ("airflow-scheduler", "mlops-ui", "prometheus")),
+    # Backups and restores (the CronJob's and the playbooks' Jobs): every database and bucket.
+    ("mlops-backup", "postgres", 5432),
+    ("mlops-backup", "seaweedfs", 8333),
     # Airflow 3's task execution API, served by the API server to the tasks the scheduler runs
     # (the DAG processor and the triggerer use an in-process one).
     ("airflow-scheduler", "airflow-api-server", 8080),

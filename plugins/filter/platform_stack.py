@@ -82,7 +82,7 @@ PORTS = {
 UIDS = {"postgres": 10001, "seaweedfs": 10002, "mlflow": 10004, "prometheus": 990, "api": 10010, "airflow": 50000}
 AIRFLOW_COMPONENTS = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 SECRETS_DIR = "/run/secrets/mlops"
-IMAGES = ("postgres", "seaweedfs", "mlflow", "airflow", "prometheus", "api", "ui")
+IMAGES = ("postgres", "seaweedfs", "mlflow", "airflow", "prometheus", "api", "ui", "backup")
 
 
 class Platform:
@@ -440,6 +440,8 @@ def address_in_pools(address: str, pools: list[dict[str, Any]]) -> bool:
 
 def platform_objects(settings: dict[str, Any]) -> dict[str, list[Obj]]:
     """Files in apply order: each one's workloads are waited on before the next is applied."""
+    from platform_backup import backup_objects  # it builds on Platform: imported here, not at the top
+
     settings = plain(settings)
     p = Platform(settings)
     files = {
@@ -454,8 +456,9 @@ def platform_objects(settings: dict[str, Any]) -> dict[str, list[Obj]]:
         "51-airflow.yaml": p.airflow(),
         "60-prometheus.yaml": prometheus_objects(p),
         "61-grafana.yaml": grafana_objects(p, settings["grafana_dashboard"]),
+        "70-backup.yaml": backup_objects(p),
     }
-    return {name: objects for name, objects in files.items() if objects}  # Grafana: only when supplied
+    return {name: objects for name, objects in files.items() if objects}  # Grafana, backups: only when wanted
 
 
 class FilterModule:

@@ -8,7 +8,8 @@ import platform_stack as ps
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SIZES = yaml.safe_load((ROOT / "roles/platform/defaults/main.yml").read_text())["platform_sizes"]
+DEFAULTS = yaml.safe_load((ROOT / "roles/platform/defaults/main.yml").read_text())
+DEFAULT_SIZES = DEFAULTS["platform_sizes"]
 SETTINGS = {
     "environment": "prod",
     "namespace": "mlops-prod",
@@ -28,4 +29,11 @@ SETTINGS = {
     "nodes": ["prod-server1", "prod-agent1"],
     "grafana_image": "",
     "grafana_dashboard": "{}",
+    "backup": {
+        "schedule": DEFAULTS["platform_backup_schedule"],
+        "keep": DEFAULTS["platform_backup_keep"],
+        "volume_size": DEFAULTS["platform_backup_volume_size"],
+        "storage_class": DEFAULTS["platform_backup_storage_class"],
+        "scratch_size": DEFAULTS["platform_backup_scratch_size"],
+    },
 }

@@ -24,6 +24,9 @@ def pod_templates() -> dict[str, dict]:
     for obj in everything():
         if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
             out[obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]] = obj["spec"]["template"]
+        elif obj["kind"] == "CronJob":
+            pod = obj["spec"]["jobTemplate"]["spec"]["template"]
+            out[pod["metadata"]["labels"]["app.kubernetes.io/name"]] = pod
     return out
 
 
@@ -39,7 +42,7 @@ def test_every_container_is_hardened_sized_and_pinned():
             context = box["securityContext"]
             assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}, where
             assert context["readOnlyRootFilesystem"] is True, where
-            if spec.get("restartPolicy") != "OnFailure":  # long-running: probed
+            if spec.get("restartPolicy") not in ("OnFailure", "Never"):  # long-running: probed
                 assert "readinessProbe" in box or "livenessProbe" in box, where
 
 
