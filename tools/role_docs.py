@@ -90,11 +90,14 @@ def check_defaults(role: Path, specs: dict[str, Any]) -> list[str]:
     defaults_file = role / "defaults" / "main.yml"
     defaults = yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else {}
     defaults = defaults or {}
-    options = (specs.get("main") or {}).get("options") or {}
+    # A default may be documented by the entry point that reads it (e.g. backup, restore); every
+    # entry point that lists it must agree with defaults/main.yml.
+    entries = [(entry.get("options") or {}) for entry in specs.values()]
+    options = {name: opt for opts in reversed(entries) for name, opt in opts.items()}
     for name, value in defaults.items():
         if name not in options:
             problems.append(f"{role.name}: {name} is in defaults/main.yml but not in meta/argument_specs.yml")
-        elif options[name].get("default") != value:
+        elif any(opts[name].get("default") != value for opts in entries if name in opts):
             problems.append(f"{role.name}: default of {name} differs between defaults/main.yml and meta/argument_specs.yml")
     for name, opt in options.items():
         if "default" in opt and name not in defaults:

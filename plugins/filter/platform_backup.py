@@ -102,8 +102,9 @@ def backup_objects(p: Platform) -> list[Obj]:
     return objects
 
 
-def backup_job(settings: dict[str, Any], command: str, set_id: str, store: str = "", replace: bool = False) -> Obj:
-    """A one-off Job: ``create`` a set named ``set_id``, or ``restore``/``verify`` one from ``store``."""
+def backup_job(settings: dict[str, Any], command: str, run: str, set_id: str = "", store: str = "", replace: bool = False) -> Obj:
+    """A one-off Job named after ``run`` (a time stamp: each run its own Job): ``create`` a set named
+    ``set_id``, or ``restore``/``verify`` one (an id or latest) from ``store``."""
     settings = plain(settings)
     p = Platform(settings)
     if command == "create":
@@ -114,7 +115,7 @@ def backup_job(settings: dict[str, Any], command: str, set_id: str, store: str =
         args = [command, f"--id={set_id or 'latest'}", f"--store={store}"] + (["--replace"] if replace else [])
     else:
         raise ValueError(f"backup job: unknown command {command!r}")
-    name = f"{NAME}-{command}-{re.sub(r'[^a-z0-9-]', '', (set_id or 'latest').lower())}"[:63].rstrip("-")
+    name = f"{NAME}-{command}-{re.sub(r'[^a-z0-9-]', '', run.lower())}"[:63].rstrip("-")
     pod = _pod(p, args)
     pod["metadata"]["labels"]["job-name"] = name
     return {
