@@ -456,7 +456,7 @@ def platform_objects(settings: dict[str, Any]) -> dict[str, list[Obj]]:
         "51-airflow.yaml": p.airflow(),
         "60-prometheus.yaml": prometheus_objects(p),
         "61-grafana.yaml": grafana_objects(p, settings["grafana_dashboard"]),
-        "70-backup.yaml": backup_objects(p),
+        "65-backup.yaml": backup_objects(p),
     }
     return {name: objects for name, objects in files.items() if objects}  # Grafana, backups: only when wanted
 

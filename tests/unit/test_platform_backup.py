@@ -17,7 +17,7 @@ def settings(**backup) -> dict:
 
 
 def backup_file(s: dict) -> list[dict]:
-    return ps.platform_objects(s).get("70-backup.yaml", [])
+    return ps.platform_objects(s).get("65-backup.yaml", [])
 
 
 def test_the_cronjob_backs_up_every_database_and_data_bucket_to_both_stores() -> None:
