@@ -1,7 +1,8 @@
 """firewalld declarations: each role declares what it needs, the firewall role opens the union.
 
-A declaration is ``{port: "2049", proto: tcp, sources: [CIDR...], purpose: ...}`` or
-``{service: nfs}``. These filters check one and turn it into firewalld's forms.
+A declaration is ``{port: "2049", proto: tcp, sources: [CIDR...], purpose: ...}``,
+``{protocol: vrrp, sources: [CIDR...], purpose: ...}`` (a whole IP protocol, e.g. VRRP's 112)
+or ``{service: nfs}``. These filters check one and turn it into firewalld's forms.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 PORT = re.compile(r"^([0-9]{1,5})(-([0-9]{1,5}))?$")
 PROTOCOLS = ("tcp", "udp", "sctp")
+# An IP protocol as firewalld takes it: a name from /etc/protocols or a number 0-255.
+IP_PROTOCOL = re.compile(r"^([a-z][a-z0-9.+-]*|[0-9]{1,3})$")
 
 
 def _error(message: str) -> Exception:
@@ -40,9 +43,31 @@ def firewall_port(entry: dict[str, Any]) -> str:
     return f"{port}/{proto}"
 
 
+def check_protocol_entry(entry: dict[str, Any]) -> str:
+    protocol = str(entry.get("protocol", "")).lower()
+    if "port" in entry:
+        raise _error(f"firewall declaration {entry!r}: give either port (with proto) or protocol, not both")
+    if not IP_PROTOCOL.match(protocol) or (protocol.isdigit() and int(protocol) > 255):
+        raise _error(
+            f"firewall declaration {entry!r}: protocol {protocol!r} must be a name from /etc/protocols (e.g. vrrp) or a number 0-255"
+        )
+    if protocol in PROTOCOLS:
+        raise _error(f"firewall declaration {entry!r}: open {protocol} by port ({{port: N, proto: {protocol}}}), not as a whole protocol")
+    return protocol
+
+
+def firewall_protocol(entry: dict[str, Any]) -> str:
+    """``{protocol: vrrp}`` -> ``vrrp``: a whole IP protocol opened to everyone."""
+    return check_protocol_entry(entry)
+
+
 def firewall_rich_rules(entry: dict[str, Any]) -> list[str]:
-    """A port open only to some sources, as one rich rule per source (firewalld's own wording)."""
-    port, proto = check_port_entry(entry)
+    """A port or protocol open only to some sources, as one rich rule per source (firewalld's own wording)."""
+    if "protocol" in entry:
+        what = f'protocol value="{check_protocol_entry(entry)}"'
+    else:
+        port, proto = check_port_entry(entry)
+        what = f'port port="{port}" protocol="{proto}"'
     sources = entry.get("sources") or []
     if isinstance(sources, str):
         sources = [sources]
@@ -57,10 +82,14 @@ def firewall_rich_rules(entry: dict[str, Any]) -> list[str]:
         if net.prefixlen == 0:
             raise _error(f"firewall declaration {entry!r}: source {source} opens the port to everyone; drop sources instead")
         address = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
-        rules.append(f'rule family="ipv{net.version}" source address="{address}" port port="{port}" protocol="{proto}" accept')
+        rules.append(f'rule family="ipv{net.version}" source address="{address}" {what} accept')
     return rules
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"mlops_firewall_port": firewall_port, "mlops_firewall_rich_rules": firewall_rich_rules}
+        return {
+            "mlops_firewall_port": firewall_port,
+            "mlops_firewall_protocol": firewall_protocol,
+            "mlops_firewall_rich_rules": firewall_rich_rules,
+        }

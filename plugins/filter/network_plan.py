@@ -26,7 +26,9 @@ K3S_DEFAULTS: dict[str, Any] = {
     "k3s_cluster_dns": "10.43.0.10",
     "metallb_address_pools": [],
 }
-PLAN_FIELDS = (*K3S_DEFAULTS, "mlops_cluster_name", "mlops_environment")
+# Optional: the API's virtual address (roles/api_vip); empty means none.
+VIP_FIELD = "mlops_api_vip"
+PLAN_FIELDS = (*K3S_DEFAULTS, "mlops_cluster_name", "mlops_environment", VIP_FIELD)
 PLAN_FILE_HINT = "inventories/<env>/group_vars/all/network.yml"
 PLAN_EXAMPLES = {"mlops_cluster_name": "mlops", "mlops_environment": "dev"}
 RANGE_FIELDS = ("k3s_cluster_cidr", "k3s_service_cidr")
@@ -244,7 +246,9 @@ def _plan_values(raw: dict[str, Any], found: Findings) -> dict[str, Any]:
     for field in PLAN_FIELDS:
         value = raw.get(field)
         if value is None or (isinstance(value, str) and not value.strip()):
-            if field == "metallb_address_pools":
+            if field == VIP_FIELD:
+                value = ""
+            elif field == "metallb_address_pools":
                 value = []
             elif field in K3S_DEFAULTS:
                 value = K3S_DEFAULTS[field]
@@ -331,6 +335,36 @@ def _check_pool_overlaps(pools: list[dict[str, Any]], ranges: dict[str, list[Net
                 found.error(f"MetalLB pool {name_a!r} ({text_a}) overlaps pool {name_b!r} ({text_b})", "make the pools disjoint")
 
 
+def parse_api_vip(value: Any, pools: list[dict[str, Any]], ranges: dict[str, list[Network]]) -> tuple[Address | None, Findings]:
+    """mlops_api_vip: one plain address, outside the pod and service ranges and every MetalLB pool."""
+    found = Findings()
+    text = str(value or "").strip()
+    if not text:
+        return None, found
+    fix_free = f"set {VIP_FIELD} in {PLAN_FILE_HINT} to a free address of the node subnet, outside the MetalLB pools"
+    try:
+        vip = ipaddress.ip_address(text)
+    except ValueError:
+        found.error(f"{VIP_FIELD} {text!r} is not a plain IP address", f"{fix_free} (no prefix length, no name), e.g. 192.168.1.10")
+        return None, found
+    reason = _unusable_reason(ipaddress.ip_network(vip))
+    if reason:
+        found.error(f"{VIP_FIELD} {vip} is a {reason} address", fix_free)
+        return None, found
+    for field, nets in ranges.items():
+        for rng in nets:
+            if vip in rng:
+                found.error(f"{VIP_FIELD} {vip} is inside {field} {rng}", f"{fix_free}; {field} belongs to the cluster's own traffic")
+    for pool in pools:
+        for entry in pool["entries"]:
+            if any(vip in net for net in entry["networks"]):
+                found.error(
+                    f"{VIP_FIELD} {vip} is inside MetalLB pool {pool['name']!r} ({entry['text']})",
+                    f"{fix_free}, or shrink the pool so MetalLB cannot hand the API's address to a service",
+                )
+    return vip, found
+
+
 def resolve_plan(raw: dict[str, Any]) -> tuple[dict[str, Any], Findings]:
     """Apply K3s defaults to unset values and check every value and their relations.
 
@@ -349,6 +383,8 @@ def resolve_plan(raw: dict[str, Any]) -> tuple[dict[str, Any], Findings]:
     _check_range_sizes(pods, services, found)
     _check_dns(dns, services, found)
     _check_pool_overlaps(pools, {"k3s_cluster_cidr": pods, "k3s_service_cidr": services}, found)
+    vip, p = parse_api_vip(values[VIP_FIELD], pools, {"k3s_cluster_cidr": pods, "k3s_service_cidr": services})
+    found += p
     plan = {
         "mlops_cluster_name": values["mlops_cluster_name"],
         "mlops_environment": values["mlops_environment"],
@@ -356,6 +392,7 @@ def resolve_plan(raw: dict[str, Any]) -> tuple[dict[str, Any], Findings]:
         "k3s_service_cidr": services,
         "k3s_cluster_dns": dns,
         "metallb_address_pools": pools,
+        VIP_FIELD: vip,
     }
     return plan, found
 
@@ -392,6 +429,7 @@ def plan_as_data(plan: dict[str, Any]) -> dict[str, Any]:
             {"name": p["name"], "protocol": p["protocol"], "auto_assign": p["auto_assign"], "addresses": [e["text"] for e in p["entries"]]}
             for p in plan["metallb_address_pools"]
         ],
+        VIP_FIELD: str(plan.get(VIP_FIELD) or ""),
     }
 
 

@@ -18,7 +18,17 @@ from typing import Any
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.append(str(Path(__file__).resolve().parent))
 
-from network_plan import NODE_MASK, RANGE_FIELDS, Findings, count_addresses, plan_as_data, resolve_plan, suggest_free
+from network_plan import (
+    NODE_MASK,
+    PLAN_FILE_HINT,
+    RANGE_FIELDS,
+    VIP_FIELD,
+    Findings,
+    count_addresses,
+    plan_as_data,
+    resolve_plan,
+    suggest_free,
+)
 
 # --------------------------------------------------------------------------- host networks
 
@@ -132,6 +142,77 @@ def check_host_networks(plan: dict[str, Any], reports: Sequence[dict[str, Any]],
                         f"MetalLB layer2 pool {pool['name']!r} ({entry['text']}) is not inside any host subnet",
                         "layer2 answers ARP/NDP only on the node network: take the pool from a subnet the nodes are on",
                     )
+    return found
+
+
+# --------------------------------------------------------------------------- API address
+
+
+def check_api_address(plan: dict[str, Any], reports: Sequence[dict[str, Any]], api: dict[str, Any], ignored: Sequence[str]) -> Findings:
+    """The API's virtual address against the servers: needed with more than one server, in their
+    subnet, held by no host (a server's keepalived excepted) and answered by no other machine.
+
+    ``api``: ``servers`` (k3s_server), ``endpoint`` (k3s_api_endpoint from the inventory),
+    ``host_addresses`` ({host: its node address} for every inventory host).
+    """
+    found = Findings("api-address")
+    servers, vip = list(api.get("servers") or []), plan.get(VIP_FIELD)
+    fix_vip = f"set {VIP_FIELD} in {PLAN_FILE_HINT} to a free address of the servers' node subnet"
+    if len(servers) > 1 and not vip and not str(api.get("endpoint") or "").strip():
+        found.error(
+            f"{len(servers)} servers ({', '.join(servers)}) and no API endpoint: joins, clients and the kubeconfig "
+            "would all use the first server, and its loss would take the API address with it",
+            f"{fix_vip} (the api_vip role keeps it on a server whose API answers), or k3s_api_endpoint to a load "
+            "balancer or DNS name in front of every server",
+        )
+    if not vip:
+        return found
+    for name, address in sorted((api.get("host_addresses") or {}).items()):
+        if str(address) == str(vip):
+            found.error(f"{VIP_FIELD} {vip} is the address of inventory host {name}", f"{fix_vip}, one no host uses", host=name)
+    by_name = {r["name"]: r for r in reports}
+    server_macs: set[str] = set()
+    holders: list[str] = []
+    for report in reports:
+        addresses, _ = _host_nets(report, ignored)
+        is_server = report["name"] in servers
+        if is_server:
+            server_macs |= {str(link.get("address", "")).lower() for link in report.get("addresses") or []}
+        for entry in addresses:
+            if entry["interface"].ip != vip:
+                continue
+            if is_server and str(report.get("node_ip")) != str(vip):
+                holders.append(report["name"])  # keepalived holds it there: the cluster is live
+            elif str(report.get("node_ip")) != str(vip):
+                found.error(
+                    f"{VIP_FIELD} {vip} is on {entry['ifname']} of {report['name']}, which is not a server",
+                    f"{fix_vip}, or remove the address from {report['name']}",
+                    host=report["name"],
+                )
+    for name in servers:
+        report = by_name.get(name)
+        if report is None:
+            continue
+        addresses, _ = _host_nets(report, ignored)
+        subnets = [a["interface"].network for a in addresses if a["interface"].network.prefixlen < a["interface"].max_prefixlen]
+        if not any(vip in net for net in subnets):
+            node = next((a for a in addresses if str(a["interface"].ip) == str(report.get("node_ip"))), None)
+            where = f"the node subnet {node['interface'].network} ({node['ifname']})" if node else "any subnet"
+            found.error(
+                f"{VIP_FIELD} {vip} is not in {where} of server {name}: VRRP moves an address only within the servers' network",
+                f"{fix_vip}" + (f", e.g. inside {node['interface'].network}" if node else ""),
+                host=name,
+            )
+    for report in reports:
+        for neighbor in report.get("api_vip_neighbors") or []:
+            mac = str(neighbor.get("lladdr", "")).lower()
+            if "REACHABLE" in (neighbor.get("state") or []) and mac and mac not in server_macs:
+                found.error(
+                    f"{VIP_FIELD} {vip} already answers on the node network (seen from {report['name']}: {mac}),"
+                    f" {'besides ' + ', '.join(holders) if holders else 'and no server holds it'}: another machine uses it",
+                    f"{fix_vip}, one nothing answers on, or free this one (the machine with MAC {mac})",
+                    host=report["name"],
+                )
     return found
 
 
@@ -296,6 +377,8 @@ def _plan_rows(plan: dict[str, Any]) -> list[list[str]]:
         )
         rows.append([field, _fmt_nets(nets), size])
     rows.append(["k3s_cluster_dns", _fmt_nets(plan["k3s_cluster_dns"]), ""])
+    if plan.get(VIP_FIELD):
+        rows.append([VIP_FIELD, str(plan[VIP_FIELD]), "API address (keepalived on the servers)"])
     for pool in plan["metallb_address_pools"]:
         rows.append(
             [
@@ -362,6 +445,7 @@ def preflight(raw_plan: dict[str, Any], reports: Sequence[dict[str, Any]], requi
     plan, found = resolve_plan(raw_plan)
     ignored = requirements.get("ignored_interfaces", [])
     found += check_host_networks(plan, reports, ignored)
+    found += check_api_address(plan, reports, requirements.get("api") or {}, ignored)
     for report in reports:
         found += check_host_facts(report, requirements)
     found += check_uniqueness(reports, requirements.get("managed_groups", []))

@@ -42,3 +42,26 @@ def test_rich_rules_one_per_source_in_firewalld_wording():
 def test_bad_sources_are_refused(sources, expected):
     with pytest.raises(Exception, match=expected):
         firewall.firewall_rich_rules({"port": "2049", "sources": sources})
+
+
+def test_protocol_entries_open_a_whole_ip_protocol():
+    assert firewall.firewall_protocol({"protocol": "vrrp", "purpose": "keepalived"}) == "vrrp"
+    assert firewall.firewall_protocol({"protocol": "112"}) == "112"
+    assert firewall.firewall_rich_rules({"protocol": "vrrp", "sources": ["10.232.0.32", "fd00::2"]}) == [
+        'rule family="ipv4" source address="10.232.0.32" protocol value="vrrp" accept',
+        'rule family="ipv6" source address="fd00::2" protocol value="vrrp" accept',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"protocol": "vrrp", "port": "112"}, "either port"),
+        ({"protocol": "300"}, "number 0-255"),
+        ({"protocol": "v rrp"}, "name from /etc/protocols"),
+        ({"protocol": "tcp"}, "open tcp by port"),
+    ],
+)
+def test_bad_protocols_name_the_declaration(entry, expected):
+    with pytest.raises(Exception, match=expected):
+        firewall.firewall_protocol(entry)

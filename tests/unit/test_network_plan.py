@@ -202,3 +202,39 @@ def test_findings_name_their_check_and_host():
         {"severity": "warning", "host": "n2", "check": "sizing", "message": "odd", "fix": ""},
         {"severity": "error", "host": "n1", "check": "os", "message": "plain", "fix": ""},
     ]
+
+
+# ---------------------------------------------------------------- API virtual address
+
+
+def test_api_vip_is_optional_and_kept_in_the_plan():
+    resolved, problems = network_plan.resolve_plan(plan(mlops_api_vip="192.168.1.10"))
+    assert problems == []
+    assert network_plan.plan_as_data(resolved)["mlops_api_vip"] == "192.168.1.10"
+    assert network_plan.plan_as_data(network_plan.resolve_plan(BASE)[0])["mlops_api_vip"] == ""
+
+
+@pytest.mark.parametrize(
+    ("vip", "expected", "fix"),
+    [
+        ("192.168.1.10/24", "is not a plain IP address", "no prefix length"),
+        ("api.example.org", "is not a plain IP address", "e.g. 192.168.1.10"),
+        ("127.0.0.5", "is a loopback address", "free address of the node subnet"),
+        ("10.42.3.4", "is inside k3s_cluster_cidr 10.42.0.0/16", "belongs to the cluster's own traffic"),
+        ("10.43.0.1", "is inside k3s_service_cidr 10.43.0.0/16", "belongs to the cluster's own traffic"),
+        ("192.168.1.245", "is inside MetalLB pool 'default' (192.168.1.240-192.168.1.250)", "shrink the pool"),
+    ],
+)
+def test_api_vip_errors_name_the_variable_and_the_fix(vip, expected, fix):
+    _, problems = network_plan.resolve_plan(plan(mlops_api_vip=vip))
+    (problem,) = [p for p in problems if p["severity"] == "error"]
+    assert problem["message"].startswith(f"mlops_api_vip {vip}") or problem["message"].startswith(f"mlops_api_vip '{vip}'")
+    assert expected in problem["message"], problem
+    assert "set mlops_api_vip in inventories/<env>/group_vars/all/network.yml" in problem["fix"] and fix in problem["fix"]
+
+
+def test_network_plan_filter_refuses_a_vip_in_a_pool():
+    from ansible.errors import AnsibleFilterError
+
+    with pytest.raises(AnsibleFilterError, match=r"mlops_api_vip 192\.168\.1\.240 is inside MetalLB pool"):
+        network_plan.network_plan(plan(mlops_api_vip="192.168.1.240"))

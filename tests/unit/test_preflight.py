@@ -221,3 +221,87 @@ def test_port_ranges_and_udp_ports_are_checked():
         "2380/tcp (embedded etcd) on node1 is taken by etcd (pid 5)",
         "7946/udp (MetalLB memberlist) on node1 is taken by serf (pid 6)",
     ]
+
+
+# ---------------------------------------------------------------- API virtual address
+
+SERVERS = ["s1", "s2", "s3"]
+
+
+def servers(*extra_addrs, **facts):
+    """Three servers on 192.168.1.0/24; extra (host, ifname, ip, prefix) addresses added."""
+    reports = [host(name, addrs=(("eth0", f"192.168.1.1{i}", 24),), **facts) for i, name in enumerate(SERVERS, 1)]
+    for name, ifname, ip, prefix in extra_addrs:
+        report = next(r for r in reports if r["name"] == name)
+        report["addresses"].append({"ifname": ifname, "addr_info": [{"family": "inet", "local": ip, "prefixlen": prefix}]})
+    for report in reports:
+        report["addresses"][0]["address"] = f"52:54:00:00:00:{report['name'][-1]}0"
+    return reports
+
+
+def run_api(raw_plan, reports, endpoint="", host_addresses=None):
+    resolved, _ = network_plan.resolve_plan(raw_plan)
+    api = {"servers": SERVERS, "endpoint": endpoint, "host_addresses": host_addresses or {}}
+    return preflight.check_api_address(resolved, reports, api, REQ["ignored_interfaces"])
+
+
+def test_several_servers_need_an_api_address():
+    (problem,) = run_api(BASE, servers())
+    assert problem["message"].startswith("3 servers (s1, s2, s3) and no API endpoint")
+    assert problem["fix"].startswith("set mlops_api_vip in inventories/<env>/group_vars/all/network.yml")
+    assert run_api(BASE, servers(), endpoint="api.example.org") == []
+    assert run_api(plan(mlops_api_vip="192.168.1.10"), servers()) == []
+
+
+def test_one_server_needs_no_api_address():
+    resolved, _ = network_plan.resolve_plan(BASE)
+    assert preflight.check_api_address(resolved, servers()[:1], {"servers": ["s1"]}, []) == []
+
+
+def test_vip_outside_the_servers_subnet():
+    problems = run_api(plan(mlops_api_vip="192.168.7.10"), servers())
+    assert [p["host"] for p in problems] == SERVERS
+    assert problems[0]["message"] == (
+        "mlops_api_vip 192.168.7.10 is not in the node subnet 192.168.1.0/24 (eth0) of server s1:"
+        " VRRP moves an address only within the servers' network"
+    )
+    assert "e.g. inside 192.168.1.0/24" in problems[0]["fix"]
+
+
+def test_vip_held_by_a_server_is_the_live_cluster_not_a_conflict():
+    # keepalived adds the address as a /32: the subnet check must not count that host route.
+    assert run_api(plan(mlops_api_vip="192.168.1.10"), servers(("s2", "eth0", "192.168.1.10", 32))) == []
+
+
+def test_vip_used_by_a_host_is_refused():
+    problems = run_api(
+        plan(mlops_api_vip="192.168.1.10"),
+        [*servers(), host("nfs", addrs=(("eth0", "192.168.1.20", 24), ("eth0", "192.168.1.10", 24)), groups=("nfs_server",))],
+        host_addresses={"s1": "192.168.1.11", "agent1": "192.168.1.10"},
+    )
+    messages = errors(problems)
+    assert "mlops_api_vip 192.168.1.10 is the address of inventory host agent1" in messages
+    assert "mlops_api_vip 192.168.1.10 is on eth0 of nfs, which is not a server" in messages
+
+
+def test_vip_answered_by_another_machine_is_refused():
+    reports = servers()
+    reports[0]["api_vip_neighbors"] = [{"dst": "192.168.1.10", "lladdr": "AA:BB:CC:00:00:01", "state": ["REACHABLE"]}]
+    reports[1]["api_vip_neighbors"] = [{"dst": "192.168.1.10", "state": ["FAILED"]}]
+    (problem,) = run_api(plan(mlops_api_vip="192.168.1.10"), reports)
+    assert problem["message"] == (
+        "mlops_api_vip 192.168.1.10 already answers on the node network (seen from s1: aa:bb:cc:00:00:01),"
+        " and no server holds it: another machine uses it"
+    )
+    assert "the machine with MAC aa:bb:cc:00:00:01" in problem["fix"]
+
+
+def test_vip_answered_by_the_holding_server_is_fine():
+    reports = servers(("s2", "eth0", "192.168.1.10", 32))
+    reports[0]["api_vip_neighbors"] = [{"dst": "192.168.1.10", "lladdr": "52:54:00:00:00:20", "state": ["REACHABLE"]}]
+    assert run_api(plan(mlops_api_vip="192.168.1.10"), reports) == []
+
+
+def test_vip_shows_in_the_report():
+    result = preflight.preflight(plan(mlops_api_vip="192.168.1.10"), servers(), {**REQ, "api": {"servers": SERVERS}})
+    assert "mlops_api_vip" in result["report"] and result["plan"]["mlops_api_vip"] == "192.168.1.10"

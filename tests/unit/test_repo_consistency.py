@@ -152,6 +152,13 @@ def test_example_inventory_plans_are_sound(env):
                 {"name": name, "addresses": [{"ifname": "eth0", "addr_info": [{"family": "inet", "local": address, "prefixlen": 24}]}]}
             )
     problems = preflight.check_host_networks(plan, reports, [])
+    # Several servers need an API address in their subnet that no host uses.
+    api = {
+        "servers": sorted(data.get("k3s_server", {}).get("hosts", [])),
+        "endpoint": any_host.get("k3s_api_endpoint"),
+        "host_addresses": {name: hv["ansible_host"] for name, hv in hostvars.items() if hv.get("ansible_host")},
+    }
+    problems += preflight.check_api_address(plan, reports, api, [])
     assert problems == [] if reports else True, problems
 
 
@@ -245,7 +252,7 @@ def test_vm_image_preinstalls_every_debian_package_the_host_roles_declare():
     script = (ROOT / "molecule/testhosts/build-vm-image.sh").read_text()
     included = set(re.search(r"--include=(\S+)", script).group(1).split(","))
     declared = set()
-    for role in ("common", "firewall", "iscsi", "nfs_server"):
+    for role in ("common", "firewall", "iscsi", "nfs_server", "api_vip"):
         variables = os_vars(role, "Debian", "Debian")
         declared |= {p for key, value in variables.items() if key.endswith("_packages") for p in value}
     assert declared and declared <= included, f"add to build-vm-image.sh --include: {sorted(declared - included)}"
