@@ -23,7 +23,7 @@ rm -rf "$rootfs"
 # test keeps this list in step). Under software emulation an apt install in a VM costs minutes
 # per package set; here they cost one apt run at build time, cached. The roles' install tasks
 # still run in the VMs and find them present. Every service is installed but off, as on a host
-# nobody configured yet (firewalld, nfs-server, iscsid, multipathd): the roles turn them on, and
+# nobody configured yet (firewalld, nfs-server, iscsid, multipathd, keepalived): the roles turn them on, and
 # no node runs an NFS server it never asked for. No initiator name either: each VM's iscsi role
 # generates its own, as on hosts cloned from one template.
 # The initrd holds only what mounting /dev/vda needs (MODULES=list: virtio_pci, virtio_blk,
@@ -31,11 +31,11 @@ rm -rf "$rootfs"
 # regenerating it in a VM costs minutes, and the VMs boot the kernel and initrd kept outside.
 # apt's binary cache is built here, not by the first apt task in each VM (18 s there).
 mmdebstrap --variant=minbase --mode=root --skip=cleanup/apt/lists,cleanup/apt/cache \
-  --include=linux-image-amd64,initramfs-tools,zstd,systemd,systemd-sysv,dbus,udev,kmod,openssh-server,python3,python3-apt,iproute2,procps,ca-certificates,sudo,netbase,chrony,curl,tar,conntrack,socat,nfs-common,firewalld,python3-firewall,open-iscsi,multipath-tools,nfs-kernel-server \
+  --include=linux-image-amd64,initramfs-tools,zstd,systemd,systemd-sysv,dbus,udev,kmod,openssh-server,python3,python3-apt,iproute2,procps,ca-certificates,sudo,netbase,chrony,curl,tar,conntrack,socat,nfs-common,firewalld,python3-firewall,open-iscsi,multipath-tools,nfs-kernel-server,keepalived \
   --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"; printf "COMPRESS=zstd\nMODULES=list\n" > "$1/etc/initramfs-tools/conf.d/testvm"' \
   --customize-hook='rm -f "$1/etc/hostname"; printf "/dev/vda / ext4 defaults,errors=remount-ro 0 1\n" > "$1/etc/fstab"' \
   --customize-hook='chroot "$1" systemctl enable systemd-networkd systemd-network-generator' \
-  --customize-hook='chroot "$1" systemctl disable firewalld nfs-server iscsid.socket iscsid open-iscsi multipathd.socket multipathd' \
+  --customize-hook='chroot "$1" systemctl disable firewalld nfs-server iscsid.socket iscsid open-iscsi multipathd.socket multipathd keepalived' \
   --customize-hook='rm -f "$1/etc/iscsi/initiatorname.iscsi"' \
   --customize-hook='chroot "$1" systemctl mask systemd-networkd-wait-online.service getty@tty1.service apt-daily.timer apt-daily-upgrade.timer e2scrub_reap.service' \
   --customize-hook='mkdir -p "$1/root/.ssh"; chmod 700 "$1/root/.ssh"' \
