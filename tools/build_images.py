@@ -250,7 +250,7 @@ def with_free_ports(check: dict[str, Any]) -> dict[str, Any]:
     return json.loads(text)
 
 
-def smoke(name: str, ref: str, spec: dict[str, Any], timeout: float = 120) -> float:
+def smoke(name: str, ref: str, spec: dict[str, Any], timeout: float = 240) -> float:
     """Runs the image with podman on the host network (loopback only) until it answers."""
     check = with_free_ports(spec["smoke"])
     container = f"mlops-smoke-{name}-{os.getpid()}"  # two builds side by side do not collide

@@ -5,20 +5,24 @@ Every run is the ``mlops-backup`` tool of the backup image (services/images/back
 PostgreSQL database and each data bucket into one backup set with a manifest of checksums, in
 the SeaweedFS bucket ``mlops-backups`` and, when the environment has a backup volume, on that
 volume too (a claim on the environment's StorageClass: on K3s installs the NFS host, so a copy
-survives the loss of SeaweedFS's own volume). Restores read one store and check themselves.
+survives the loss of SeaweedFS's own volume). A site with an S3 of its own gets its sets there
+instead of the SeaweedFS bucket: off the cluster's storage altogether. Restores read one store
+and check themselves.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.append(str(Path(__file__).resolve().parent))
 
-from k8s_objects import Obj, empty_dir, env_list, meta, mount, plain, pod_spec, template
+from k8s_objects import Obj, empty_dir, env_list, meta, mount, plain, pod_spec, selector, template
 from platform_stack import BUCKETS, DATABASES, PORTS, Platform
 
 NAME = "mlops-backup"
@@ -31,7 +35,33 @@ BACKUP_BUCKETS = tuple(b for b in BUCKETS if b != "mlops-backups")
 
 
 def stores(settings: dict[str, Any]) -> list[str]:
-    return [S3_STORE] + ([VOLUME_PATH] if settings["backup"]["volume_size"] else [])
+    """The site's own S3 when it has one (off the cluster's storage), else SeaweedFS's bucket; and the volume."""
+    backup = settings["backup"]
+    return [backup.get("s3_url") or S3_STORE] + ([VOLUME_PATH] if backup["volume_size"] else [])
+
+
+def site_s3(backup: dict[str, Any]) -> tuple[str, int] | None:
+    """(endpoint, port) of the site's S3 store, checked; None when the set goes to SeaweedFS."""
+    url, endpoint, cidrs = backup.get("s3_url", ""), backup.get("s3_endpoint", ""), backup.get("s3_cidrs", [])
+    if not url:
+        return None
+    parsed = urlparse(endpoint)
+    problems = []
+    if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+        problems.append(f"platform_backup_s3_url {url!r} must be s3://<bucket>[/<prefix>]")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        problems.append(f"platform_backup_s3_endpoint {endpoint!r} must be the S3 service's URL, e.g. https://s3.example.org")
+    try:
+        if not cidrs or not all(ipaddress.ip_network(c, strict=False) for c in cidrs):
+            raise ValueError
+    except ValueError:
+        problems.append(
+            f"platform_backup_s3_cidrs {cidrs!r} must list the addresses the S3 endpoint answers on (e.g. [10.43.100.50/32]): "
+            "the backup pods may reach nothing else outside the namespace"
+        )
+    if problems:
+        raise ValueError("; ".join(problems))
+    return endpoint, parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 def _pod(p: Platform, args: list[str], restart: str = "Never") -> Obj:
@@ -44,6 +74,10 @@ def _pod(p: Platform, args: list[str], restart: str = "Never") -> Obj:
             "MLOPS_BACKUP_S3_ENDPOINT": p.urls()["MLFLOW_S3_ENDPOINT_URL"],
         }
     ) + p.secret_env(PGPASSWORD="postgres-password", AWS_ACCESS_KEY_ID="s3-access-key", AWS_SECRET_ACCESS_KEY="s3-secret-key")
+    if site_s3(backup):
+        env += env_list({"MLOPS_BACKUP_STORE_S3_ENDPOINT": backup["s3_endpoint"]}) + p.secret_env(
+            MLOPS_BACKUP_STORE_ACCESS_KEY_ID="backup-s3-access-key", MLOPS_BACKUP_STORE_SECRET_ACCESS_KEY="backup-s3-secret-key"
+        )
     volumes = [empty_dir("scratch", backup["scratch_size"])]
     mounts = [mount("scratch", "/tmp")]
     if backup["volume_size"]:
@@ -76,6 +110,25 @@ def backup_objects(p: Platform) -> list[Obj]:
                     "accessModes": ["ReadWriteOnce"],
                     "storageClassName": backup["storage_class"] or p.s["storage_class"],
                     "resources": {"requests": {"storage": backup["volume_size"]}},
+                },
+            }
+        )
+    site = site_s3(backup)
+    if site:
+        objects.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": meta(f"{NAME}-site-s3-egress", p.ns),
+                "spec": {
+                    "podSelector": {"matchLabels": selector(NAME)},
+                    "policyTypes": ["Egress"],
+                    "egress": [
+                        {
+                            "to": [{"ipBlock": {"cidr": str(ipaddress.ip_network(c, strict=False))}} for c in backup["s3_cidrs"]],
+                            "ports": [{"protocol": "TCP", "port": site[1]}],
+                        }
+                    ],
                 },
             }
         )

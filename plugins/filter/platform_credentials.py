@@ -37,6 +37,9 @@ GENERATED = {
     "grafana-admin-password": 24,
 }
 
+# Keys a site gives when it uses a service of its own (never generated): the backup store's S3.
+SITE_KEYS = ("backup-s3-access-key", "backup-s3-secret-key")
+
 
 def _token(length: int) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
@@ -64,10 +67,11 @@ def _mlflow_auth_ini(c: dict[str, str]) -> str:
 def platform_credentials(existing: dict[str, str] | None, vault: dict[str, str] | None = None) -> dict[str, str]:
     """existing: the Secret's ``data`` (base64) or None; vault: values the site set itself."""
     vault = {k: str(v) for k, v in (vault or {}).items()}
-    unknown = sorted(set(vault) - set(GENERATED))
+    unknown = sorted(set(vault) - set(GENERATED) - set(SITE_KEYS))
     if unknown:
-        raise ValueError(f"platform_credentials: unknown key(s) {', '.join(unknown)}; the keys are {', '.join(GENERATED)}")
-    bad = sorted(k for k, v in vault.items() if not v or set(v) - set(_ALPHABET))
+        raise ValueError(f"platform_credentials: unknown key(s) {', '.join(unknown)}; the keys are {', '.join([*GENERATED, *SITE_KEYS])}")
+    # A site's own S3 issues its keys in its own alphabet; they go into no URL or ini file.
+    bad = sorted(k for k, v in vault.items() if not v or (k not in SITE_KEYS and set(v) - set(_ALPHABET)))
     if bad:
         raise ValueError(
             f"platform_credentials: {', '.join(bad)} must be letters and digits only (they go into URLs and ini files unquoted)"
@@ -97,6 +101,7 @@ def platform_credentials(existing: dict[str, str] | None, vault: dict[str, str] 
     }
     return {
         **c,
+        **{key: vault[key] for key in SITE_KEYS if key in vault},
         "mlflow-db-url": f"postgresql+psycopg://mlflow:{c['mlflow-db-password']}@postgres:5432/mlflow",
         "mlflow-auth.ini": _mlflow_auth_ini(c),
         "airflow-db-url": f"postgresql+psycopg2://airflow:{c['airflow-db-password']}@postgres:5432/airflow",

@@ -103,6 +103,10 @@ def tool(stack: Stack, *args: str, check: bool = True) -> dict:
         "PGUSER": "mlops",  # the stack's superuser
         "PGPASSWORD": c["pg_password"],
         "MLOPS_BACKUP_S3_ENDPOINT": f"http://{stack.host}:{stack.ports.s3}",
+        # The S3 store as a site's own S3 is given (its own endpoint and keys; the same server here).
+        "MLOPS_BACKUP_STORE_S3_ENDPOINT": f"http://{stack.host}:{stack.ports.s3}",
+        "MLOPS_BACKUP_STORE_ACCESS_KEY_ID": c["s3_access_key"],
+        "MLOPS_BACKUP_STORE_SECRET_ACCESS_KEY": c["s3_secret_key"],
         "MLOPS_BACKUP_PG_BIN": str(PG_BIN),
     }
     done = subprocess.run([sys.executable, str(TOOL), *args], env=env, capture_output=True, text=True, timeout=600)

@@ -343,11 +343,18 @@ def wipe_data_volumes(core: client.CoreV1Api) -> None:
     """The loss docs/recovery.md's "lost data volumes" runbook starts from: the platform stopped, the
     volumes of PostgreSQL and SeaweedFS gone, the set-up Jobs' records with them."""
     apps, batch = client.AppsV1Api(), client.BatchV1Api()
+    stopped = {"postgres", "seaweedfs"}
     for deployment in apps.list_namespaced_deployment(PLATFORM_NAMESPACE).items:
+        stopped.add(deployment.metadata.name)
         apps.patch_namespaced_deployment_scale(deployment.metadata.name, PLATFORM_NAMESPACE, {"spec": {"replicas": 0}})
     for name in ("postgres", "seaweedfs"):
         apps.patch_namespaced_stateful_set_scale(name, PLATFORM_NAMESPACE, {"spec": {"replicas": 0}})
-    until("the platform's pods to stop", lambda: not core.list_namespaced_pod(PLATFORM_NAMESPACE).items or None, timeout=300)
+
+    def running() -> list[str]:
+        pods = core.list_namespaced_pod(PLATFORM_NAMESPACE).items
+        return [p.metadata.name for p in pods if (p.metadata.labels or {}).get("app.kubernetes.io/name") in stopped]
+
+    until("the platform's pods to stop", lambda: not running() or None, timeout=300)
     batch.delete_collection_namespaced_job(PLATFORM_NAMESPACE, propagation_policy="Background")
     for claim in ("data-postgres-0", "data-seaweedfs-0"):
         core.delete_namespaced_persistent_volume_claim(claim, PLATFORM_NAMESPACE)

@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,8 +52,18 @@ MANIFEST = "manifest.json"
 RESULT_PREFIX = "MLOPS-BACKUP-RESULT "
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z(-[a-z0-9-]+)?$")
 CHUNK = 1 << 20
+# Files up to this size go in one request; larger ones through boto3's multipart transfer.
+SMALL_FILE = 64 * 1024**2
 # Single-part uploads up to this size, so that a restored object's ETag is its content's MD5.
 SINGLE_PART_LIMIT = 5 * 1024**3
+
+
+_STARTED = time.monotonic()
+
+
+def elapsed() -> str:
+    """Seconds since the start, for the log's progress lines."""
+    return f"[{time.monotonic() - _STARTED:7.1f} s]"
 
 
 class BackupError(RuntimeError):
@@ -127,7 +138,7 @@ class DirStore(Store):
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         shutil.copyfile(source, partial)
-        with partial.open("rb") as handle:
+        with partial.open("rb") as handle:  # on disk before the manifest can name it
             os.fsync(handle.fileno())
         partial.replace(target)
 
@@ -161,10 +172,16 @@ class S3Store(Store):
             self.client = data_s3()
 
     def put(self, key: str, source: Path) -> None:
-        self.client.upload_file(str(source), self.bucket, self.prefix + key)
+        if source.stat().st_size > SMALL_FILE:
+            self.client.upload_file(str(source), self.bucket, self.prefix + key)
+        else:  # one request, no transfer threads: most objects are small
+            with source.open("rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=body)
 
     def get(self, key: str, target: Path) -> None:
-        self.client.download_file(self.bucket, self.prefix + key, str(target))
+        body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
+        with target.open("wb") as out:
+            shutil.copyfileobj(body, out, CHUNK)
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -188,6 +205,15 @@ class S3Store(Store):
 
 def open_store(url: str) -> Store:
     return S3Store(url) if url.startswith("s3://") else DirStore(url)
+
+
+def download(client, bucket: str, key: str, size: int, target: Path) -> None:
+    if size > SMALL_FILE:
+        client.download_file(bucket, key, str(target))
+        return
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    with target.open("wb") as out:
+        shutil.copyfileobj(body, out, CHUNK)
 
 
 def list_keys(client, bucket: str, prefix: str = "") -> Iterator[dict[str, Any]]:
@@ -364,19 +390,20 @@ def create(opts: Options, set_id: str, keep: int) -> dict[str, Any]:
         store_file(entry["file"], dump)
         dump.unlink()
         manifest["databases"][database] = entry
-        print(f"database {database}: {len(entry['tables'])} tables, {sum(t['rows'] for t in entry['tables'].values())} rows", flush=True)
+        rows = sum(t["rows"] for t in entry["tables"].values())
+        print(f"{elapsed()} database {database}: {len(entry['tables'])} tables, {rows} rows", flush=True)
     source = data_s3() if opts.buckets else None
     for bucket in opts.buckets:
         objects: dict[str, Any] = {}
         for item in list_keys(source, bucket):
             key = item["Key"]
             local = opts.scratch / "object"
-            source.download_file(bucket, key, str(local))
+            download(source, bucket, key, item["Size"], local)
             stored = store_file(f"s3/{bucket}/{key}", local)
             local.unlink()
             objects[key] = {"size": stored["size"], "etag": item["ETag"].strip('"'), "md5": stored["md5"], "sha256": stored["sha256"]}
         manifest["buckets"][bucket] = {"objects": objects}
-        print(f"bucket {bucket}: {len(objects)} objects, {sum(o['size'] for o in objects.values())} bytes", flush=True)
+        print(f"{elapsed()} bucket {bucket}: {len(objects)} objects, {sum(o['size'] for o in objects.values())} bytes", flush=True)
     manifest["files"] = files
     manifest["finished"] = datetime.now(UTC).isoformat()
     path = opts.scratch / MANIFEST
@@ -444,11 +471,11 @@ def restore(opts: Options, store: Store, set_id: str, replace: bool) -> dict[str
         entry = manifest["databases"][database]
         with fetched(store, set_id, entry["file"], manifest["files"][entry["file"]], opts.scratch) as dump:
             result["databases"][database] = restore_database(database, entry, dump, replace)
-        print(f"database {database}: restored and checked, {result['databases'][database]}", flush=True)
+        print(f"{elapsed()} database {database}: restored and checked, {result['databases'][database]}", flush=True)
     target = data_s3() if wanted_buckets else None
     for bucket in wanted_buckets:
         result["buckets"][bucket] = restore_bucket(target, store, set_id, bucket, manifest, opts.scratch)
-        print(f"bucket {bucket}: {result['buckets'][bucket]}", flush=True)
+        print(f"{elapsed()} bucket {bucket}: {result['buckets'][bucket]}", flush=True)
     return result
 
 
