@@ -29,6 +29,7 @@ from network_plan import (
     resolve_plan,
     suggest_free,
 )
+from preflight_host import check_host_facts
 
 # --------------------------------------------------------------------------- host networks
 
@@ -217,123 +218,6 @@ def check_api_address(plan: dict[str, Any], reports: Sequence[dict[str, Any]], a
 
 
 # --------------------------------------------------------------------------- host facts
-
-
-def _group_requirements(groups: Sequence[str], minimums: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The strictest requirement of every group a host is in."""
-    merged: dict[str, Any] = {"disk": {}}
-    for group in groups:
-        spec = minimums.get(group) or {}
-        for key in ("vcpus", "memory_mb"):
-            if key in spec:
-                merged[key] = max(merged.get(key, 0), spec[key])
-        if "disk_path" in spec:
-            path = spec["disk_path"]
-            merged["disk"][path] = max(merged["disk"].get(path, 0), spec.get("disk_free_gb", 0))
-    return merged
-
-
-def _mount_for(path: str, mounts: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    best = None
-    for mount in mounts:
-        point = mount.get("mount", "")
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and (best is None or len(point) > len(best["mount"])):
-            best = mount
-    return best
-
-
-def _port_range(port: Any) -> range:
-    """A declared port, ``N`` or ``N-M`` as the firewall takes it, as the ports it covers."""
-    first, _, last = str(port).partition("-")
-    return range(int(first), int(last or first) + 1)
-
-
-def _check_os(report: dict[str, Any], req: dict[str, Any], found: Findings) -> None:
-    host = report["name"]
-    family, dist, major = report.get("os_family"), report.get("distribution"), str(report.get("distribution_major_version"))
-    supported = req.get("supported_os", [])
-    if not any(family == s["family"] and dist in s["distributions"] and major in [str(v) for v in s["major_versions"]] for s in supported):
-        names = "; ".join(f"{'/'.join(s['distributions'])} {'/'.join(map(str, s['major_versions']))}" for s in supported)
-        found.error(f"{host} runs {dist} {major} ({family}), which is not supported", f"use one of: {names}")
-    arch = report.get("architecture")
-    if arch not in req.get("architectures", []):
-        found.error(f"{host} is {arch}", f"K3s hosts here must be one of {req.get('architectures')}")
-
-
-def _check_sizing(report: dict[str, Any], managed: list[str], req: dict[str, Any], found: Findings) -> None:
-    host, groups = report["name"], "/".join(managed)
-    need = _group_requirements(managed, req.get("group_minimums", {}))
-    if report.get("vcpus", 0) < need.get("vcpus", 0):
-        found.error(
-            f"{host} has {report.get('vcpus')} vCPUs; {groups} needs {need['vcpus']}",
-            "add CPUs or move the host to a lighter group",
-            "sizing",
-        )
-    if report.get("memory_mb", 0) < need.get("memory_mb", 0):
-        found.error(
-            f"{host} has {report.get('memory_mb')} MB of memory; {groups} needs {need['memory_mb']} MB",
-            "add memory or move the host to a lighter group",
-            "sizing",
-        )
-    for path, gigabytes in need["disk"].items():
-        mount = _mount_for(path, report.get("mounts") or [])
-        free_gb = (mount or {}).get("size_available", 0) / 1024**3
-        if mount is None or free_gb < gigabytes:
-            where = f"{mount['mount']} (holding {path})" if mount else path
-            found.error(
-                f"{host} has {free_gb:.1f} GiB free on {where}; needs {gigabytes} GiB",
-                f"free space or mount a larger disk at {path}",
-                "sizing",
-            )
-
-
-def _check_ports(report: dict[str, Any], managed: list[str], req: dict[str, Any], found: Findings) -> None:
-    owners = req.get("port_owner_patterns", [])
-    for group in managed:
-        for want in req.get("group_ports", {}).get(group, []):
-            proto = want.get("proto", "tcp")
-            for sock in report.get("listening") or []:
-                port = int(sock.get("port", -1))
-                if port not in _port_range(want["port"]) or sock.get("protocol", "tcp")[:3] != proto:
-                    continue
-                owner = sock.get("name") or "unknown"
-                if any(fnmatch(owner, p) for p in owners):
-                    continue
-                found.error(
-                    f"{port}/{proto} ({want.get('purpose', 'K3s')}) on {report['name']} is taken by {owner} (pid {sock.get('pid', '?')})",
-                    "stop that service or move it to another port",
-                    "ports",
-                )
-
-
-def check_host_facts(report: dict[str, Any], req: dict[str, Any]) -> Findings:
-    """OS, architecture, sizing, swap, time sync and port checks for one managed host."""
-    host = report["name"]
-    found = Findings("os", host)
-    groups = set(report.get("groups") or [])
-    managed = sorted(groups & set(req.get("managed_groups", [])))
-    if not managed:
-        return found
-    _check_os(report, req, found)
-    _check_sizing(report, managed, req, found)
-    in_cluster = "k3s_cluster" in groups or bool(groups & {"k3s_server", "k3s_agent"})
-    if in_cluster and report.get("swap_mb", 0) > 0:
-        found.add(
-            "error" if req.get("swap_fatal") else "warning",
-            f"{host} has {report.get('swap_mb')} MB of swap enabled",
-            "the common role turns swap off (kubelet expects none)",
-            "host",
-        )
-    if in_cluster and not report.get("time_sync_active"):
-        found.add(
-            "error" if req.get("time_sync_fatal") else "warning",
-            f"{host} runs no time sync service (chronyd, systemd-timesyncd or ntpd)",
-            "the common role installs and starts chrony; embedded etcd needs clocks in sync",
-            "host",
-        )
-    _check_ports(report, managed, req, found)
-    return found
 
 
 def check_uniqueness(reports: Sequence[dict[str, Any]], managed_groups: Sequence[str]) -> Findings:

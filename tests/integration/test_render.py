@@ -188,9 +188,106 @@ def test_render_without_an_nfs_server_says_what_to_add(tmp_path):
     inventory = tmp_path / "inventory"
     shutil.copytree(ROOT / "inventories" / "dev", inventory)
     (inventory / "hosts.yml").write_text(
-        "all:\n  children:\n    k3s_cluster:\n      children:\n        k3s_server:\n"
+        "all:\n  vars: {mlops_os_family: Debian}\n  children:\n    k3s_cluster:\n      children:\n        k3s_server:\n"
         "          hosts:\n            s1: {ansible_host: 192.168.10.11}\n    nfs_server:\n"
     )
     result = run(str(BIN / "ansible-playbook"), "playbooks/render.yml", "-i", str(inventory), "-e", f"mlops_render_dir={tmp_path / 'out'}")
     assert result.returncode != 0
     assert "No NFS server for the StorageClasses: put a host in the nfs_server group" in result.output
+
+
+def copy_inventory(tmp_path: Path, env: str, name: str) -> Path:
+    """inventories/<env> copied as a user would (cp -r), with the shared files its links point at."""
+    root = tmp_path / "inventories"
+    shutil.copytree(ROOT / "inventories" / ".shared", root / ".shared")
+    shutil.copytree(ROOT / "inventories" / env, root / name, symlinks=True)
+    return root / name
+
+
+def test_selinux_follows_the_inventorys_os_family(prod, tmp_path):
+    assert all(config(prod, n)["selinux"] is True for n in ("prod-server1", "prod-agent1"))  # mlops_os_family: RedHat
+    out = tmp_path / "dev"
+    assert render("dev", out).returncode == 0  # mlops_os_family: Debian
+    assert [config(out, n)["selinux"] for n in ("dev-server1", "dev-agent1")] == [False, False]
+
+
+def test_render_refuses_a_node_whose_os_family_is_not_stated(tmp_path):
+    inventory = copy_inventory(tmp_path, "dev", "site")
+    hosts = inventory / "hosts.yml"
+    hosts.write_text(hosts.read_text().replace("mlops_os_family: Debian", "mlops_os_family: ''"))
+    result = run(str(BIN / "ansible-playbook"), "playbooks/render.yml", "-i", str(inventory), "-e", f"mlops_render_dir={tmp_path / 'out'}")
+    assert result.returncode != 0
+    assert "dev-server1 has no mlops_os_family" in result.output and "set mlops_os_family to RedHat" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+VAULT = {
+    "vault_k3s_token": "K3sTokenNotForRender",
+    "vault_platform_credentials": {"reload-token": "ReloadTokenNotForRender"},
+    "vault_registry_password": "RegistryPasswordNotForRender",
+}
+
+
+def encrypted_vault(inventory: Path, tmp_path: Path) -> Path:
+    password = tmp_path / "vault-pass"
+    password.write_text("test-only\n")
+    vault = inventory / "vault.yml"
+    vault.write_text(yaml.safe_dump(VAULT))
+    encrypt = [str(BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(password), str(vault)]
+    subprocess.run(encrypt, check=True, capture_output=True)
+    assert vault.read_text().startswith("$ANSIBLE_VAULT;")
+    return password
+
+
+def test_an_inventory_holding_a_vault_renders_without_its_password(tmp_path):
+    inventory = copy_inventory(tmp_path, "prod", "site")
+    encrypted_vault(inventory, tmp_path)
+    (inventory / "group_vars/all/registries.yml").write_text(
+        'k3s_registries:\n  configs:\n    registry.example.org:\n      auth: {username: pull, password: "{{ vault_registry_password }}"}\n'
+    )
+    out = tmp_path / "out"
+    result = run(
+        str(BIN / "ansible-playbook"),
+        *("playbooks/render.yml", "-i", str(inventory), "-e", f"mlops_render_dir={out}", "-e", f"platform_images_dir={image_plan()}"),
+    )
+    assert result.returncode == 0, result.output
+    # Neither parsed as an inventory source nor decrypted.
+    assert "decrypt" not in result.output and "Unable to parse" not in result.output, result.output
+    registries = yaml.safe_load((out / "nodes/prod-server1/etc/rancher/k3s/registries.yaml").read_text())
+    assert registries["configs"]["registry.example.org"]["auth"] == {
+        "username": "(from the vault at deploy time; not rendered)",
+        "password": "(from the vault at deploy time; not rendered)",
+    }
+    assert validate(out).returncode == 0
+    for syntax in ("--syntax-check", "--list-hosts"):
+        assert run(str(BIN / "ansible-playbook"), syntax, "site.yml", "-i", str(inventory)).returncode == 0, syntax
+
+
+PROBE = """
+- name: What a deploying play sees
+  hosts: k3s_server[0]
+  gather_facts: false
+  roles:
+    - role: mlops_defaults
+  tasks:
+    - name: The wiring hands the vault's values to the roles' variables
+      ansible.builtin.assert:
+        that:
+          - k3s_token == 'K3sTokenNotForRender'
+          - "platform_credentials == {'reload-token': 'ReloadTokenNotForRender'}"
+"""
+
+
+def test_the_deploying_layers_load_the_vault_and_ask_for_its_password(tmp_path):
+    inventory = copy_inventory(tmp_path, "prod", "site")
+    probe = tmp_path / "probe.yml"
+    probe.write_text(PROBE)
+    # The probe's tasks run on the controller (-c local): no inventory host is contacted.
+    play = [str(BIN / "ansible-playbook"), str(probe), "-i", str(inventory), "-c", "local"]
+    without = run(*play)
+    assert without.returncode != 0 and "k3s_token == 'K3sTokenNotForRender'" in without.output  # no vault: nothing set
+    password = encrypted_vault(inventory, tmp_path)
+    assert run(*play, "--vault-password-file", str(password)).returncode == 0
+    result = run(*play)
+    assert result.returncode != 0
+    assert f"Could not load {inventory}/vault.yml" in result.output and "--ask-vault-pass" in result.output

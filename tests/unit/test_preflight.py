@@ -165,7 +165,43 @@ def test_strictest_group_requirement_wins_and_longest_mount_matches():
         mounts=[{"mount": "/", "size_available": 50 * 1024**3}, {"mount": "/srv", "size_available": 5 * 1024**3}],
     )
     messages = errors(preflight.check_host_facts(report, REQ))
-    assert messages == ["node1 has 5.0 GiB free on /srv (holding /srv/nfs); needs 20 GiB"]
+    assert messages == [
+        "node1 has 5.0 GiB free on /srv (holding /srv/nfs); needs 20 GiB (preflight_group_minimums.nfs_server.disk_free_gb)"
+    ]
+
+
+def test_needs_on_one_filesystem_add_up_and_name_their_variables():
+    # K3s's data and the NFS exports on the root disk: 10 + 20 GiB, though each alone would fit.
+    report = host(groups=("k3s_server", "nfs_server"), mounts=[{"mount": "/", "size_available": 25 * 1024**3}])
+    problems = [p for p in preflight.check_host_facts(report, REQ) if p["severity"] == "error"]
+    assert [p["message"] for p in problems] == [
+        "node1 has 25.0 GiB free on / (holding /var/lib/rancher, /srv/nfs); needs 30 GiB in total: "
+        "10 GiB for /var/lib/rancher (preflight_group_minimums.k3s_server.disk_free_gb) + "
+        "20 GiB for /srv/nfs (preflight_group_minimums.nfs_server.disk_free_gb)"
+    ]
+    assert "give /srv/nfs a filesystem of its own" in problems[0]["fix"] and "preflight_group_minimums" in problems[0]["fix"]
+    # Enough for the sum: no finding. Separate filesystems: each need on its own.
+    assert errors(preflight.check_host_facts({**report, "mounts": [{"mount": "/", "size_available": 30 * 1024**3}]}, REQ)) == []
+    split = [{"mount": "/", "size_available": 12 * 1024**3}, {"mount": "/srv/nfs", "size_available": 21 * 1024**3}]
+    assert errors(preflight.check_host_facts({**report, "mounts": split}, REQ)) == []
+
+
+def test_cpu_and_memory_errors_name_the_minimum_to_change():
+    messages = errors(preflight.check_host_facts(host(vcpus=1, memory_mb=1000), REQ))
+    assert messages == [
+        "node1 has 1 vCPUs; k3s_server needs 2 (preflight_group_minimums.k3s_server.vcpus)",
+        "node1 has 1000 MB of memory; k3s_server needs 1800 MB (preflight_group_minimums.k3s_server.memory_mb)",
+    ]
+
+
+def test_the_inventorys_os_family_is_checked_against_the_facts():
+    assert preflight.check_host_facts(host(os_family_declared="RedHat"), REQ) == []
+    wrong = preflight.check_host_facts(host(os_family_declared="Debian"), REQ)
+    assert errors(wrong) == ["node1 runs Rocky (RedHat) but the inventory says mlops_os_family: Debian"]
+    assert wrong[0]["fix"].startswith("set mlops_os_family: RedHat for node1")
+    unset = preflight.check_host_facts(host(os_family_declared=""), REQ)
+    assert errors(unset) == []
+    assert warnings(unset) == ["node1 runs Rocky (RedHat) but the inventory does not say so: mlops_os_family is not set"]
 
 
 def test_swap_and_time_sync_can_be_made_fatal():

@@ -54,8 +54,13 @@ def test_every_role_has_spec_and_readme(role):
         assert (base / rel).is_file(), f"{role} lacks {rel}"
 
 
-# geerlingguy's pattern: the distribution's file, else the OS family's, else vars/main.yml.
-OS_VARS_FILES = ["{{ ansible_facts['distribution'] | default('') }}.yml", "{{ ansible_facts['os_family'] | default('') }}.yml", "main.yml"]
+# geerlingguy's pattern: the distribution's file, else the OS family's, else vars/main.yml. Without
+# facts (render) the family is the inventory's mlops_os_family.
+OS_VARS_FILES = [
+    "{{ ansible_facts['distribution'] | default('') }}.yml",
+    "{{ ansible_facts['os_family'] | default(mlops_os_family | default('')) }}.yml",
+    "main.yml",
+]
 
 
 def role_tasks(role: str) -> list[dict]:
@@ -88,7 +93,10 @@ def supported_os_names() -> set[str]:
 def test_os_vars_follow_one_pattern(role):
     """Per-OS vars exist only where an OS differs, named so the one loading pattern reaches them."""
     per_os = sorted(p.name for p in (ROOT / "roles" / role / "vars").glob("*.yml") if p.name != "main.yml")
+    # The vault loader of mlops_defaults reads the inventory's secrets, not per-OS values.
+    vault_loader = {"file": "{{ mlops_vault_file }}"}
     loaders = [t for t in role_tasks(role) if {"ansible.builtin.include_vars", "include_vars"} & set(t)]
+    loaders = [t for t in loaders if t.get("ansible.builtin.include_vars", t.get("include_vars")) != vault_loader]
     if not per_os:
         assert loaders == [], f"{role} loads variables by OS but has no per-OS vars file"
         return
@@ -230,7 +238,14 @@ def test_no_plaintext_secrets_in_inventories():
         assert literal_secrets(yaml.safe_load(text)) == [], f"{path}: reference vault_ variables instead"
 
 
-def test_example_vault_file_is_encrypted_and_holds_placeholders(tmp_path):
+def vault_names_read() -> set[str]:
+    """Every vault_ name something reads: the shared wiring file, role defaults and specs, playbooks."""
+    sources = [ROOT / "inventories/.shared/secrets.yml", *(ROOT / "roles").glob("*/defaults/main.yml")]
+    sources += [*(ROOT / "roles").glob("*/meta/argument_specs.yml"), *(ROOT / "playbooks").glob("*.yml")]
+    return {name for path in sources for name in re.findall(r"\b(vault_[a-z0-9_]+)", path.read_text())}
+
+
+def example_vault(tmp_path: Path) -> dict:
     example = ROOT / "docs" / "examples" / "vault.yml"
     assert example.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
     password = tmp_path / "pw"
@@ -241,9 +256,32 @@ def test_example_vault_file_is_encrypted_and_holds_placeholders(tmp_path):
         text=True,
         check=True,
     ).stdout
-    values = yaml.safe_load(plain)
-    assert set(values) >= {"vault_k3s_token", "vault_postgres_password"}
-    assert all(v == "placeholder-generate-your-own" for v in values.values())
+    return yaml.safe_load(plain)
+
+
+def test_example_vault_holds_exactly_what_the_layers_read_as_valid_placeholders(tmp_path):
+    import platform_credentials
+
+    values = example_vault(tmp_path)
+    read = vault_names_read()
+    unread, unshown = sorted(set(values) - read), sorted(read - set(values))
+    assert (unread, unshown) == ([], []), f"in the example but read by nothing: {unread}; read but not shown in it: {unshown}"
+    # Placeholders, but values the roles accept: a copied example deploys, then gets replaced.
+    credentials = values["vault_platform_credentials"]
+    platform_credentials.platform_credentials(None, credentials)
+    strings = [values["vault_k3s_token"], values["vault_api_vip_auth_pass"], *credentials.values()]
+    assert all(isinstance(v, str) and v.startswith("Replace") for v in strings), strings
+
+
+def test_every_vault_name_is_documented_in_secrets_md():
+    text = (ROOT / "docs/secrets.md").read_text()
+    assert {n for n in vault_names_read() if n not in text} == set()
+
+
+def test_the_vault_wiring_is_linked_from_every_example_environment():
+    for env in ("dev", "staging", "prod"):
+        link = ROOT / "inventories" / env / "group_vars/all/secrets.yml"
+        assert link.is_symlink() and link.resolve() == ROOT / "inventories/.shared/secrets.yml", env
 
 
 def test_vm_image_preinstalls_every_debian_package_the_host_roles_declare():
