@@ -92,10 +92,12 @@ def own_stack():
         shutil.rmtree(state, ignore_errors=True)
 
 
-def tool(stack: Stack, *args: str, check: bool = True) -> dict:
-    """Runs mlops-backup as the CronJob does, against the stack; returns its result line."""
+def tool(stack: Stack, *args: str, check: bool = True, small_file: int | None = None) -> dict:
+    """Runs mlops-backup as the CronJob does, against the stack; returns its result line.
+    small_file: the size above which files take the one-at-a-time path (both paths get tested)."""
     c = stack.credentials()
     env = {
+        **({"MLOPS_BACKUP_SMALL_FILE": str(small_file)} if small_file is not None else {}),
         **stack.environment(),
         "PATH": "/usr/bin:/bin",
         "PGHOST": stack.host,
@@ -172,7 +174,10 @@ def test_backup_wipe_restore_loses_nothing(own_stack: Stack, monkeypatch, tmp_pa
     common = [*(f"--database={d}" for d in DATABASES), *(f"--bucket={b}" for b in buckets)]
     stores = [f"--store=s3://{BACKUP_BUCKET}/sets", f"--store={store}"]
 
-    first = tool(own_stack, "create", *common, *stores, "--keep=1", "--label=first")
+    # The first set through the scratch folder one file at a time, read back in memory in parallel;
+    # the second the other way round (the restore below reads it one file at a time).
+    first = tool(own_stack, "create", *common, *stores, "--keep=1", "--label=first", small_file=1024)
+    assert tool(own_stack, "verify", f"--store={store}", f"--id={first['id']}")["files"] == first["files"]
     second = tool(own_stack, "create", *common, *stores, "--keep=1")
     # Retention: one complete set kept in each store, the older one removed from both.
     assert second["pruned"] == {f"s3://{BACKUP_BUCKET}/sets": [first["id"]], str(store): [first["id"]]}
@@ -202,7 +207,7 @@ def test_backup_wipe_restore_loses_nothing(own_stack: Stack, monkeypatch, tmp_pa
     # Over an existing database only when told to.
     assert "needs --replace" in tool(own_stack, "restore", f"--store={store}", check=False)["error"]
 
-    restored = tool(own_stack, "restore", f"--store={store}", "--replace")
+    restored = tool(own_stack, "restore", f"--store={store}", "--replace", small_file=1024)
     assert restored["id"] == second["id"]
     assert {db: r["rows"] for db, r in restored["databases"].items()} == second["databases"]
     assert all(b["etags_match"] == b["objects"] for b in restored["buckets"].values())

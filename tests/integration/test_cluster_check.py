@@ -10,92 +10,32 @@ placeholder files: in --check nothing copies or executes them.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from nspawn_lab import hosts, inventory, needs_nspawn, new_key, placeholder_bundle, ssh
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-HOSTS = ROOT / "molecule" / "testhosts" / "nspawn-host.sh"
 NODES = {"mmck-s1": ("k3s_server", "10.231.0.21"), "mmck-a1": ("k3s_agent", "10.231.0.22")}
 
-pytestmark = pytest.mark.skipif(
-    (os.geteuid() != 0 or not shutil.which("systemd-nspawn")) and not os.environ.get("CI"),
-    reason="needs root and systemd-nspawn (make test installs it)",
-)
-
-
-def ssh(key: Path, ip: str, command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "ssh",
-            "-i",
-            str(key),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            f"root@{ip}",
-            command,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+pytestmark = needs_nspawn
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster-check")
-    key = tmp / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    started = []
-    try:
-        for name, (_, ip) in NODES.items():
-            subprocess.run([str(HOSTS), "start", name, ip, f"{key}.pub"], check=True, capture_output=True, text=True, timeout=300)
-            started.append(name)
-        bundle = tmp / "bundle"
-        for rel in ("k3s", "images/k3s-airgap-images-amd64.tar.zst", "charts/metallb-0.15.2.tgz", "charts/csi-driver-nfs-v4.11.0.tgz"):
-            (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
-            (bundle / rel).write_text("placeholder: --check only compares checksums, nothing runs this\n")
-        inventory = tmp / "inventory"
-        (inventory / "group_vars" / "all").mkdir(parents=True)
-        groups = {"k3s_server": {"hosts": {}}, "k3s_agent": {"hosts": {}}}
-        for name, (group, ip) in NODES.items():
-            groups[group]["hosts"][name] = {"ansible_host": ip}
-        hosts = {
-            "all": {
-                "vars": {
-                    "ansible_user": "root",
-                    "ansible_ssh_private_key_file": str(key),
-                    "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-                    "ansible_python_interpreter": "/usr/bin/python3",
-                },
-                "children": {"k3s_cluster": {"children": groups}, "nfs_server": {"hosts": {"mmck-s1": {}}}},
-            }
-        }
-        (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    key = new_key(tmp)
+    with hosts(NODES, key):
+        bundle = placeholder_bundle(tmp)
         plan = {
             "mlops_cluster_name": "check",
-            "mlops_environment": "dev",
-            "k3s_cluster_cidr": "10.42.0.0/16",
-            "k3s_service_cidr": "10.43.0.0/16",
-            "k3s_cluster_dns": "10.43.0.10",
             "metallb_address_pools": [{"name": "default", "addresses": ["10.231.0.200-10.231.0.210"]}],
-            "mlops_kubeconfig": str(tmp / "kubeconfig"),
             "mlops_airgap_dir": str(bundle),
         }
-        (inventory / "group_vars" / "all" / "plan.yml").write_text(yaml.safe_dump(plan))
-        yield {"key": key, "inventory": inventory, "bundle": bundle}
-    finally:
-        for name in started:
-            subprocess.run([str(HOSTS), "stop", name], capture_output=True)
+        yield {"key": key, "inventory": inventory(tmp, key, NODES, plan, {"nfs_server": {"hosts": {"mmck-s1": {}}}}), "bundle": bundle}
 
 
 def cluster_check(lab) -> subprocess.CompletedProcess:

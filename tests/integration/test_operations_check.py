@@ -14,17 +14,16 @@ downgrade, an unknown node, an unconfirmed restore) must stop before any node is
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from nspawn_lab import hosts, inventory, needs_nspawn, new_key, placeholder_bundle, ssh
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-HOSTS = ROOT / "molecule" / "testhosts" / "nspawn-host.sh"
 NODES = {
     "mmop-s1": ("k3s_server", "10.231.0.41"),
     "mmop-s2": ("k3s_server", "10.231.0.42"),
@@ -45,29 +44,15 @@ STATE = (
     "systemctl is-active k3s k3s-agent; test -e /etc/rancher/k3s && echo CONFIG-WRITTEN; true"
 )
 
-pytestmark = pytest.mark.skipif(
-    (os.geteuid() != 0 or not shutil.which("systemd-nspawn")) and not os.environ.get("CI"),
-    reason="needs root and systemd-nspawn (make test installs it)",
-)
-
-
-SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
-
-
-def ssh(key: Path, ip: str, command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ssh", "-i", str(key), *SSH_OPTS, f"root@{ip}", command], capture_output=True, text=True, timeout=60)
+pytestmark = needs_nspawn
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("operations-check")
-    key = tmp / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    started = []
-    try:
+    key = new_key(tmp)
+    with hosts(NODES, key):
         for name, (group, ip) in NODES.items():
-            subprocess.run([str(HOSTS), "start", name, ip, f"{key}.pub"], check=True, capture_output=True, text=True, timeout=300)
-            started.append(name)
             unit = "k3s" if group == "k3s_server" else "k3s-agent"
             setup = (
                 f"mkdir -p /usr/local/bin && cat > /usr/local/bin/k3s <<'EOF'\n{FAKE_K3S}EOF\nchmod 0755 /usr/local/bin/k3s && "
@@ -77,38 +62,12 @@ def lab(tmp_path_factory):
                 setup += f" && mkdir -p {SNAPSHOT_DIR} && echo placeholder > {SNAPSHOT_DIR}/{SNAPSHOT}"
             done = ssh(key, ip, setup)
             assert done.returncode == 0, done.stderr
-        bundle = tmp / "bundle"
-        for rel in ("k3s", "images/k3s-airgap-images-amd64.tar.zst", "charts/metallb-0.15.2.tgz", "charts/csi-driver-nfs-v4.11.0.tgz"):
-            (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
-            (bundle / rel).write_text("placeholder: --check only compares checksums, nothing runs this\n")
-        inventory = tmp / "inventory"
-        (inventory / "group_vars" / "all").mkdir(parents=True)
-        groups = {"k3s_server": {"hosts": {}}, "k3s_agent": {"hosts": {}}}
-        for name, (group, ip) in NODES.items():
-            groups[group]["hosts"][name] = {"ansible_host": ip}
-        hosts = {
-            "all": {
-                "vars": {
-                    "ansible_user": "root",
-                    "ansible_ssh_private_key_file": str(key),
-                    "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-                    "ansible_python_interpreter": "/usr/bin/python3",
-                },
-                "children": {"k3s_cluster": {"children": groups}},
-            }
-        }
-        (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
         plan = {
             "mlops_cluster_name": "ops",
-            "mlops_environment": "dev",
-            "k3s_cluster_cidr": "10.42.0.0/16",
-            "k3s_service_cidr": "10.43.0.0/16",
-            "k3s_cluster_dns": "10.43.0.10",
             "metallb_address_pools": [{"name": "default", "addresses": ["10.231.0.220-10.231.0.230"]}],
-            "mlops_kubeconfig": str(tmp / "kubeconfig"),
-            "mlops_airgap_dir": str(bundle),
+            "mlops_airgap_dir": str(placeholder_bundle(tmp)),
         }
-        (inventory / "group_vars" / "all" / "plan.yml").write_text(yaml.safe_dump(plan))
+        lab_inventory = inventory(tmp, key, NODES, plan)
         # The task files as a caller (backup, restore playbooks) would include them.
         for entry in ("etcd_snapshot", "etcd_restore"):
             play = [
@@ -122,12 +81,9 @@ def lab(tmp_path_factory):
                 }
             ]
             (tmp / f"{entry}.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-        lab = {"key": key, "inventory": inventory, "tmp": tmp}
+        lab = {"key": key, "inventory": lab_inventory, "tmp": tmp}
         lab["before"] = state(lab)
         yield lab
-    finally:
-        for name in started:
-            subprocess.run([str(HOSTS), "stop", name], capture_output=True)
 
 
 def state(lab) -> dict[str, str]:

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,8 +53,11 @@ MANIFEST = "manifest.json"
 RESULT_PREFIX = "MLOPS-BACKUP-RESULT "
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z(-[a-z0-9-]+)?$")
 CHUNK = 1 << 20
-# Files up to this size go in one request; larger ones through boto3's multipart transfer.
-SMALL_FILE = 64 * 1024**2
+# Files up to this size are copied in memory, WORKERS at a time (an object store answers each
+# request in its own time: one at a time, a bucket of small artifacts is slow); larger ones one
+# at a time through the scratch folder and boto3's multipart transfer.
+SMALL_FILE = int(os.environ.get("MLOPS_BACKUP_SMALL_FILE", 16 * 1024**2))
+WORKERS = 8
 # Single-part uploads up to this size, so that a restored object's ETag is its content's MD5.
 SINGLE_PART_LIMIT = 5 * 1024**3
 
@@ -79,6 +83,10 @@ def sha256_md5(path: Path) -> tuple[str, str]:
     return sha.hexdigest(), md5.hexdigest()
 
 
+def digests(data: bytes) -> tuple[str, str]:
+    return hashlib.sha256(data).hexdigest(), hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 def s3_client(endpoint: str | None, key: str | None = None, secret: str | None = None):
     # Path-style addressing: SeaweedFS and most on-prem S3 have no per-bucket DNS names.
     return boto3.client(
@@ -87,7 +95,7 @@ def s3_client(endpoint: str | None, key: str | None = None, secret: str | None =
         aws_access_key_id=key,
         aws_secret_access_key=secret,
         region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=WORKERS * 2),
     )
 
 
@@ -108,6 +116,9 @@ class Store:
         raise NotImplementedError
 
     def read(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def write(self, key: str, data: bytes) -> None:
         raise NotImplementedError
 
     def sets(self) -> list[str]:
@@ -140,6 +151,16 @@ class DirStore(Store):
         shutil.copyfile(source, partial)
         with partial.open("rb") as handle:  # on disk before the manifest can name it
             os.fsync(handle.fileno())
+        partial.replace(target)
+
+    def write(self, key: str, data: bytes) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        with partial.open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
         partial.replace(target)
 
     def get(self, key: str, target: Path) -> None:
@@ -182,6 +203,9 @@ class S3Store(Store):
         body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
         with target.open("wb") as out:
             shutil.copyfileobj(body, out, CHUNK)
+
+    def write(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -393,15 +417,35 @@ def create(opts: Options, set_id: str, keep: int) -> dict[str, Any]:
         rows = sum(t["rows"] for t in entry["tables"].values())
         print(f"{elapsed()} database {database}: {len(entry['tables'])} tables, {rows} rows", flush=True)
     source = data_s3() if opts.buckets else None
+
+    def copy_small(bucket: str, item: dict[str, Any]) -> dict[str, Any]:
+        data = source.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        sha, md5 = digests(data)
+        for store in opts.stores:
+            store.write(f"{set_id}/s3/{bucket}/{item['Key']}", data)
+        return {"sha256": sha, "md5": md5, "size": len(data)}
+
     for bucket in opts.buckets:
-        objects: dict[str, Any] = {}
-        for item in list_keys(source, bucket):
-            key = item["Key"]
-            local = opts.scratch / "object"
-            download(source, bucket, key, item["Size"], local)
-            stored = store_file(f"s3/{bucket}/{key}", local)
-            local.unlink()
-            objects[key] = {"size": stored["size"], "etag": item["ETag"].strip('"'), "md5": stored["md5"], "sha256": stored["sha256"]}
+        items = list(list_keys(source, bucket))
+        small = [i for i in items if i["Size"] <= SMALL_FILE]
+        with ThreadPoolExecutor(WORKERS) as pool:
+            copied = dict(zip((i["Key"] for i in small), pool.map(lambda i, b=bucket: copy_small(b, i), small), strict=True))
+        for item in items:
+            if item["Key"] not in copied:  # large: one at a time through the scratch folder
+                local = opts.scratch / "object"
+                download(source, bucket, item["Key"], item["Size"], local)
+                copied[item["Key"]] = store_file(f"s3/{bucket}/{item['Key']}", local)
+                local.unlink()
+        objects = {}
+        for item in items:
+            stored = copied[item["Key"]]
+            files[f"s3/{bucket}/{item['Key']}"] = {"sha256": stored["sha256"], "size": stored["size"]}
+            objects[item["Key"]] = {
+                "size": stored["size"],
+                "etag": item["ETag"].strip('"'),
+                "md5": stored["md5"],
+                "sha256": stored["sha256"],
+            }
         manifest["buckets"][bucket] = {"objects": objects}
         print(f"{elapsed()} bucket {bucket}: {len(objects)} objects, {sum(o['size'] for o in objects.values())} bytes", flush=True)
     manifest["files"] = files
@@ -448,12 +492,27 @@ def fetched(store: Store, set_id: str, key: str, expected: dict[str, Any], scrat
         local.unlink(missing_ok=True)
 
 
+def read_checked(store: Store, set_id: str, key: str, expected: dict[str, Any]) -> bytes:
+    """A small file of a set, in memory, checked against its manifest entry."""
+    data = store.read(f"{set_id}/{key}")
+    if data is None:
+        raise BackupError(f"{store.url}/{set_id}/{key}: missing, though the manifest lists it")
+    sha, _ = digests(data)
+    if sha != expected["sha256"]:
+        raise BackupError(f"{store.url}/{set_id}/{key}: sha256 {sha} but the manifest says {expected['sha256']}: the copy is damaged")
+    return data
+
+
 def verify(store: Store, set_id: str, scratch: Path) -> dict[str, Any]:
     """Every file of a set read back and checked against its manifest."""
     manifest = read_manifest(store, set_id)
+    small = {k: e for k, e in manifest["files"].items() if e["size"] <= SMALL_FILE}
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda k: read_checked(store, set_id, k, small[k]), small))
     for key, expected in manifest["files"].items():
-        with fetched(store, set_id, key, expected, scratch):
-            pass
+        if key not in small:
+            with fetched(store, set_id, key, expected, scratch):
+                pass
     return {"id": set_id, "store": store.url, "files": len(manifest["files"]), "verified": True}
 
 
@@ -485,18 +544,24 @@ def restore_bucket(client, store: Store, set_id: str, bucket: str, manifest: dic
         if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
             client.create_bucket(Bucket=bucket)
     present = {item["Key"]: item["ETag"].strip('"') for item in list_keys(client, bucket)}
-    written = 0
-    for key, entry in objects.items():
-        if key in present and present[key] in (entry["md5"], entry["etag"]):
-            continue  # already there with this content
+    # Objects already there with this content are left alone.
+    wanted = [k for k, e in objects.items() if not (k in present and present[k] in (e["md5"], e["etag"]))]
+
+    def put_small(key: str) -> None:
+        stored_key = f"s3/{bucket}/{key}"
+        client.put_object(Bucket=bucket, Key=key, Body=read_checked(store, set_id, stored_key, manifest["files"][stored_key]))
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(put_small, [k for k in wanted if objects[k]["size"] <= SMALL_FILE]))
+    for key in (k for k in wanted if objects[k]["size"] > SMALL_FILE):
         stored_key = f"s3/{bucket}/{key}"
         with fetched(store, set_id, stored_key, manifest["files"][stored_key], scratch) as local:
-            if entry["size"] > SINGLE_PART_LIMIT:
+            if objects[key]["size"] > SINGLE_PART_LIMIT:
                 client.upload_file(str(local), bucket, key)
             else:
                 with local.open("rb") as body:
                     client.put_object(Bucket=bucket, Key=key, Body=body)
-        written += 1
+    written = len(wanted)
     after = {item["Key"]: item["ETag"].strip('"') for item in list_keys(client, bucket)}
     wrong = [k for k, e in objects.items() if k not in after or after[k] not in (e["md5"], e["etag"])]
     if wrong:
