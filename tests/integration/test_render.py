@@ -72,14 +72,16 @@ def test_prod_render_has_every_node_and_the_ha_join_order(prod):
     assert nodes == ["prod-agent1", "prod-agent2", "prod-agent3", "prod-server1", "prod-server2", "prod-server3"]
     first, second = config(prod, "prod-server1"), config(prod, "prod-server2")
     assert first["cluster-init"] is True and "server" not in first
-    assert second["server"] == "https://10.43.100.11:6443" and "cluster-init" not in second
+    # Joins go through the API's virtual address (mlops_api_vip), which is also in every server's tls-san.
+    assert second["server"] == "https://10.43.100.10:6443" and "cluster-init" not in second
     for node in ("prod-server1", "prod-server2", "prod-server3"):
         cfg = config(prod, node)
         assert (cfg["cluster-cidr"], cfg["service-cidr"], cfg["cluster-dns"]) == ("10.44.0.0/16", "10.45.0.0/16", "10.45.0.10")
         assert cfg["write-kubeconfig-mode"] == "0600" and cfg["secrets-encryption"] is True
         assert {"servicelb", "traefik", "local-storage"} <= set(cfg["disable"])
+        assert "10.43.100.10" in cfg["tls-san"]
     agent = config(prod, "prod-agent1")
-    assert agent["server"] == "https://10.43.100.11:6443" and "cluster-cidr" not in agent
+    assert agent["server"] == "https://10.43.100.10:6443" and "cluster-cidr" not in agent
     assert agent["node-ip"] == "10.43.100.21" and agent["node-name"] == "prod-agent1"
     assert (prod / "nodes/prod-agent1/k3s-agent.service").read_text().count("ExecStart=/usr/local/bin/k3s agent") == 1
 
