@@ -64,6 +64,8 @@ def lab(tmp_path_factory):
             assert done.returncode == 0, done.stderr
         plan = {
             "mlops_cluster_name": "ops",
+            # Three servers need an API address that outlives any one of them (preflight refuses none).
+            "mlops_api_vip": "10.231.0.49",
             "metallb_address_pools": [{"name": "default", "addresses": ["10.231.0.220-10.231.0.230"]}],
             "mlops_airgap_dir": str(placeholder_bundle(tmp)),
         }
