@@ -44,7 +44,7 @@ run-scenarios = for scenario in $(1); do \
   echo "molecule $$scenario: $$(( $$(date +%s) - start )) s"; \
 done
 
-.PHONY: images e2e e2e-deps e2e-components e2e-up e2e-down e2e-kubelet e2e-cluster airflow-setup bench hadolint molecule molecule-nspawn molecule-vm services-setup services-deps services-test demo-cluster demo-services demo-down host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
+.PHONY: images bundle e2e e2e-deps e2e-components e2e-up e2e-down e2e-kubelet e2e-cluster airflow-setup bench hadolint molecule molecule-nspawn molecule-vm services-setup services-deps services-test demo-cluster demo-services demo-down host-deps help setup demo test lint yamllint ansible-lint ruff docs docs-check syntax pytest render validate checkov clean
 
 help:
 	@echo "make demo    set up, run preflight against this machine, render and validate the prod cluster and platform layers, run the ML platform on loopback"
@@ -53,6 +53,7 @@ help:
 	@echo "make docs    regenerate roles/*/README.md from meta/argument_specs.yml"
 	@echo "make molecule-vm  the QEMU scenarios alone (MOLECULE_VM_STRATEGY=linear: stock Ansible, no Mitogen)"
 	@echo "make images  build every platform image (IMAGES=\"api ui\" for some), smoke-run each with podman"
+	@echo "make bundle  the air-gap bundle (on a connected machine): K3s release, charts, every image, all checked (docs/cluster.md)"
 	@echo "make e2e     the live tier: Kubernetes built from its Go modules, up, tested, down (make e2e-up / e2e-down by hand)"
 	@echo "make clean   remove the virtualenv and build output"
 
@@ -156,6 +157,16 @@ images: setup
 	@$(MAKE) --no-print-directory host-deps HOST_PACKAGES="$(IMAGES_HOST_PACKAGES)"
 	@start=$$(date +%s); $(PY) tools/build_images.py --out $(IMAGES_OUT) $(if $(IMAGES),--only $(IMAGES)); \
 	echo "images: $$(( $$(date +%s) - start )) s"; cat $(IMAGES_OUT)/images.txt
+
+# The air-gap bundle (docs/cluster.md), on a machine that reaches the K3s releases, the chart
+# repositories and the registries: the K3s release checked against its sha256 file, the charts
+# against their index, the platform's images (make images) and, with skopeo, every other image of
+# the rendered image list. BUNDLE_OUT=<dir> BUNDLE_ENV=<inventory> BUNDLE_ARGS=--arch=arm64
+BUNDLE_OUT ?= build/bundle
+BUNDLE_ENV ?= prod
+bundle: setup images render
+	$(PY) tools/build_bundle.py --out $(BUNDLE_OUT) --images-dir $(IMAGES_OUT) \
+	  $(if $(wildcard build/$(BUNDLE_ENV)/images.txt),--image-list build/$(BUNDLE_ENV)/images.txt) $(BUNDLE_ARGS)
 
 docs: setup
 	$(PY) tools/role_docs.py

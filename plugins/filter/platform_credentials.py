@@ -64,18 +64,25 @@ def _mlflow_auth_ini(c: dict[str, str]) -> str:
     return out.getvalue()
 
 
-def platform_credentials(existing: dict[str, str] | None, vault: dict[str, str] | None = None) -> dict[str, str]:
-    """existing: the Secret's ``data`` (base64) or None; vault: values the site set itself."""
+def credential_problems(vault: dict[str, Any]) -> list[str]:
+    """What is wrong with the values a site put in the vault; empty when nothing is."""
     vault = {k: str(v) for k, v in (vault or {}).items()}
+    problems = []
     unknown = sorted(set(vault) - set(GENERATED) - set(SITE_KEYS))
     if unknown:
-        raise ValueError(f"platform_credentials: unknown key(s) {', '.join(unknown)}; the keys are {', '.join([*GENERATED, *SITE_KEYS])}")
+        problems.append(f"unknown key(s) {', '.join(unknown)}; the keys are {', '.join([*GENERATED, *SITE_KEYS])}")
     # A site's own S3 issues its keys in its own alphabet; they go into no URL or ini file.
     bad = sorted(k for k, v in vault.items() if not v or (k not in SITE_KEYS and set(v) - set(_ALPHABET)))
     if bad:
-        raise ValueError(
-            f"platform_credentials: {', '.join(bad)} must be letters and digits only (they go into URLs and ini files unquoted)"
-        )
+        problems.append(f"{', '.join(bad)} must be letters and digits only (they go into URLs and ini files unquoted)")
+    return problems
+
+
+def platform_credentials(existing: dict[str, str] | None, vault: dict[str, str] | None = None) -> dict[str, str]:
+    """existing: the Secret's ``data`` (base64) or None; vault: values the site set itself."""
+    vault = {k: str(v) for k, v in (vault or {}).items()}
+    if problems := credential_problems(vault):
+        raise ValueError("platform_credentials: " + "; ".join(problems))
     current = _decode(existing)
     c = {key: vault.get(key) or current.get(key) or _token(length) for key, length in GENERATED.items()}
     # Fernet's own format (32 random bytes, URL-safe base64): generated once, kept like the rest.

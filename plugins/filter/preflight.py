@@ -25,11 +25,12 @@ from network_plan import (
     VIP_FIELD,
     Findings,
     count_addresses,
+    normalize_pools,
     plan_as_data,
     resolve_plan,
     suggest_free,
 )
-from preflight_host import check_host_facts
+from preflight_host import check_host_facts, disk_summary
 
 # --------------------------------------------------------------------------- host networks
 
@@ -217,6 +218,51 @@ def check_api_address(plan: dict[str, Any], reports: Sequence[dict[str, Any]], a
     return found
 
 
+POOL_PROBE_LIMIT = 256
+
+
+def pool_probe_addresses(raw_plan: dict[str, Any], limit: int = POOL_PROBE_LIMIT) -> list[str]:
+    """The MetalLB pools' addresses to knock on before the platform takes them (layer2 pools:
+    those are answered by ARP/NDP on the node network), at most ``limit`` of them."""
+    pools, _ = normalize_pools(raw_plan.get("metallb_address_pools") or [])
+    addresses: list[str] = []
+    for pool in pools:
+        if pool["protocol"] != "layer2":
+            continue
+        for entry in pool["entries"]:
+            for net in entry["networks"]:
+                for address in net:
+                    if len(addresses) >= limit:
+                        return addresses
+                    addresses.append(str(address))
+    return addresses
+
+
+def check_pool_addresses(plan: dict[str, Any], reports: Sequence[dict[str, Any]]) -> Findings:
+    """A pool address that a machine outside the cluster answers on would be handed out twice."""
+    found = Findings("metallb-pools")
+    node_macs = {str(link.get("address", "")).lower() for r in reports for link in r.get("addresses") or []}
+    pools = [(p["name"], net) for p in plan.get("metallb_address_pools") or [] for e in p["entries"] for net in e["networks"]]
+    for report in reports:
+        for neighbor in report.get("pool_neighbors") or []:
+            mac, dst = str(neighbor.get("lladdr", "")).lower(), str(neighbor.get("dst", ""))
+            if "REACHABLE" not in (neighbor.get("state") or []) or not mac or mac in node_macs:
+                continue
+            try:
+                address = ipaddress.ip_address(dst)
+            except ValueError:
+                continue
+            for name, net in pools:
+                if address.version == net.version and address in net:
+                    found.error(
+                        f"MetalLB pool {name!r}: {address} already answers on the node network (seen from {report['name']}: {mac})",
+                        f"take {address} out of metallb_address_pools in {PLAN_FILE_HINT}, or free it (the machine with MAC {mac})",
+                        host=report["name"],
+                    )
+                    break
+    return found
+
+
 # --------------------------------------------------------------------------- host facts
 
 
@@ -276,11 +322,14 @@ def _plan_rows(plan: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _host_rows(reports: Sequence[dict[str, Any]], problems: Sequence[dict[str, str]], ignored: Sequence[str]) -> list[list[str]]:
+def _host_rows(
+    reports: Sequence[dict[str, Any]], problems: Sequence[dict[str, str]], ignored: Sequence[str], req: dict[str, Any]
+) -> list[list[str]]:
     by_host: dict[str, list[dict[str, str]]] = {}
     for p in problems:
         by_host.setdefault(p["host"], []).append(p)
-    rows = [["host", "groups", "addresses", "verdict"]]
+    # disk: per filesystem, what the host's groups need on it in all / what is free (GiB).
+    rows = [["host", "groups", "addresses", "disk need/free", "verdict"]]
     for report in reports:
         addresses, _ = _host_nets(report, ignored)
         shown = (
@@ -294,12 +343,17 @@ def _host_rows(reports: Sequence[dict[str, Any]], problems: Sequence[dict[str, s
         mine = by_host.get(report["name"], [])
         errors = sum(1 for p in mine if p["severity"] == "error")
         verdict = f"{errors} error(s)" if errors else ("warnings" if mine else "ok")
-        rows.append([report["name"], ",".join(g for g in report.get("groups") or [] if g != "ungrouped") or "-", shown, verdict])
+        groups = ",".join(g for g in report.get("groups") or [] if g != "ungrouped") or "-"
+        rows.append([report["name"], groups, shown, disk_summary(report, req), verdict])
     return rows
 
 
 def render_report(
-    plan: dict[str, Any], reports: Sequence[dict[str, Any]], problems: Sequence[dict[str, str]], ignored: Sequence[str]
+    plan: dict[str, Any],
+    reports: Sequence[dict[str, Any]],
+    problems: Sequence[dict[str, str]],
+    ignored: Sequence[str],
+    requirements: dict[str, Any] | None = None,
 ) -> str:
     lines = [
         f"mlops-metal preflight: cluster {plan.get('mlops_cluster_name') or '?'},"
@@ -309,7 +363,7 @@ def render_report(
         *_table(_plan_rows(plan)),
         "",
         "Hosts",
-        *_table(_host_rows(reports, problems, ignored)),
+        *_table(_host_rows(reports, problems, ignored, requirements or {})),
     ]
     errors = [p for p in problems if p["severity"] == "error"]
     warnings = [p for p in problems if p["severity"] != "error"]
@@ -330,6 +384,7 @@ def preflight(raw_plan: dict[str, Any], reports: Sequence[dict[str, Any]], requi
     ignored = requirements.get("ignored_interfaces", [])
     found += check_host_networks(plan, reports, ignored)
     found += check_api_address(plan, reports, requirements.get("api") or {}, ignored)
+    found += check_pool_addresses(plan, reports)
     for report in reports:
         found += check_host_facts(report, requirements)
     found += check_uniqueness(reports, requirements.get("managed_groups", []))
@@ -345,11 +400,11 @@ def preflight(raw_plan: dict[str, Any], reports: Sequence[dict[str, Any]], requi
         "errors": errors,
         "warnings": len(found) - errors,
         "findings": list(found),
-        "report": render_report(plan, reports, found, ignored),
+        "report": render_report(plan, reports, found, ignored, requirements),
         "plan": plan_as_data(plan),
     }
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"mlops_preflight": preflight}
+        return {"mlops_preflight": preflight, "mlops_pool_probe_addresses": pool_probe_addresses}

@@ -87,14 +87,7 @@ def _check_sizing(report: dict[str, Any], managed: list[str], req: dict[str, Any
             f"add memory {lighter}",
             "sizing",
         )
-    # Needs on the same filesystem add up (K3s's data and the NFS exports on one root disk).
-    by_mount: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
-    for path in need["disk"]:
-        mount = _mount_for(path, report.get("mounts") or [])
-        by_mount.setdefault(mount["mount"] if mount else path, (mount, []))[1].append(path)
-    for point, (mount, paths) in by_mount.items():
-        total = sum(need["disk"][p][0] for p in paths)
-        free_gb = (mount or {}).get("size_available", 0) / 1024**3
+    for point, mount, paths, total, free_gb in disk_needs(report, need):
         if mount is not None and free_gb >= total:
             continue
         where = f"{point} (holding {', '.join(paths)})" if mount else point
@@ -106,6 +99,28 @@ def _check_sizing(report: dict[str, Any], managed: list[str], req: dict[str, Any
             f"free space or mount a larger disk at {point}{apart}, or lower {MINIMUMS} in the inventory",
             "sizing",
         )
+
+
+def disk_needs(report: dict[str, Any], need: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None, list[str], int, float]]:
+    """Per filesystem: its mount point, mount facts, the needed paths on it, their summed need in
+    GiB and its free GiB. Needs on one filesystem add up (K3s's data and the NFS exports on one disk)."""
+    by_mount: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
+    for path in need["disk"]:
+        mount = _mount_for(path, report.get("mounts") or [])
+        by_mount.setdefault(mount["mount"] if mount else path, (mount, []))[1].append(path)
+    return [
+        (point, mount, paths, sum(need["disk"][p][0] for p in paths), (mount or {}).get("size_available", 0) / 1024**3)
+        for point, (mount, paths) in by_mount.items()
+    ]
+
+
+def disk_summary(report: dict[str, Any], req: dict[str, Any]) -> str:
+    """The host's disk needs per filesystem, for the report's host table: "/ 30/41.2 GiB"."""
+    managed = sorted(set(report.get("groups") or []) & set(req.get("managed_groups", [])))
+    if not managed:
+        return "-"
+    need = _group_requirements(managed, req.get("group_minimums", {}))
+    return ", ".join(f"{point} {total}/{free_gb:.1f} GiB" for point, _, _, total, free_gb in disk_needs(report, need)) or "-"
 
 
 def _check_ports(report: dict[str, Any], managed: list[str], req: dict[str, Any], found: Findings) -> None:

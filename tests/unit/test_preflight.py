@@ -184,6 +184,10 @@ def test_needs_on_one_filesystem_add_up_and_name_their_variables():
     assert errors(preflight.check_host_facts({**report, "mounts": [{"mount": "/", "size_available": 30 * 1024**3}]}, REQ)) == []
     split = [{"mount": "/", "size_available": 12 * 1024**3}, {"mount": "/srv/nfs", "size_available": 21 * 1024**3}]
     assert errors(preflight.check_host_facts({**report, "mounts": split}, REQ)) == []
+    # A passing report states the totals too, per filesystem: need/free.
+    passing = preflight.preflight(plan(), [{**report, "mounts": [{"mount": "/", "size_available": 31 * 1024**3}]}], REQ)
+    assert passing["errors"] == 0 and "/ 30/31.0 GiB" in passing["report"] and "disk need/free" in passing["report"]
+    assert preflight.disk_summary({**report, "mounts": split}, REQ) == "/ 10/12.0 GiB, /srv/nfs 20/21.0 GiB"
 
 
 def test_cpu_and_memory_errors_name_the_minimum_to_change():
@@ -341,3 +345,27 @@ def test_vip_answered_by_the_holding_server_is_fine():
 def test_vip_shows_in_the_report():
     result = preflight.preflight(plan(mlops_api_vip="192.168.1.10"), servers(), {**REQ, "api": {"servers": SERVERS}})
     assert "mlops_api_vip" in result["report"] and result["plan"]["mlops_api_vip"] == "192.168.1.10"
+
+
+def test_pool_addresses_answered_by_a_machine_outside_the_cluster():
+    import preflight as pf
+    from network_plan import resolve_plan
+
+    raw = {
+        "metallb_address_pools": [
+            {"name": "default", "addresses": ["10.1.0.200-10.1.0.203"]},
+            {"name": "b", "protocol": "bgp", "addresses": ["10.2.0.0/30"]},
+        ]
+    }
+    assert pf.pool_probe_addresses(raw) == ["10.1.0.200", "10.1.0.201", "10.1.0.202", "10.1.0.203"]
+    assert len(pf.pool_probe_addresses({"metallb_address_pools": [{"name": "big", "addresses": ["10.9.0.0/16"]}]})) == pf.POOL_PROBE_LIMIT
+    plan, _ = resolve_plan(raw)
+    node = {"address": "aa:bb:cc:00:00:01"}
+    neighbors = [
+        {"dst": "10.1.0.201", "lladdr": "de:ad:be:ef:00:01", "state": ["REACHABLE"]},  # a stranger
+        {"dst": "10.1.0.202", "lladdr": "aa:bb:cc:00:00:01", "state": ["REACHABLE"]},  # MetalLB on a node: a rerun
+        {"dst": "10.1.0.203", "state": ["FAILED"]},  # nobody
+    ]
+    (finding,) = pf.check_pool_addresses(plan, [{"name": "s1", "addresses": [node], "pool_neighbors": neighbors}])
+    assert finding["severity"] == "error" and "10.1.0.201 already answers" in finding["message"]
+    assert finding["fix"].startswith("take 10.1.0.201 out of metallb_address_pools")
