@@ -16,6 +16,8 @@ if str(Path(__file__).resolve().parent) not in sys.path:
 
 import yaml
 from k8s_objects import Obj, config_map, content_hash, http_probe, meta, mount, pod_spec, secret_volume, service, stateful_set, template
+from platform_certs import enabled as node_certs_enabled
+from platform_certs import scrape_job as node_certs_job
 
 PORT = 9090
 # Above 10000 like every platform pod (the image's own user, 990, is in Debian's system range).
@@ -88,6 +90,8 @@ def prometheus_config(p: Any) -> dict[str, Any]:
                     {"source_labels": ["node"], "target_label": "instance"},
                 ],
             },
+            # The node certificates' expiry, one target per node (platform_certs.py).
+            *([node_certs_job(p.ns)] if node_certs_enabled(p.s) else []),
         ],
     }
 

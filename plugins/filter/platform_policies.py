@@ -44,6 +44,11 @@ FLOWS: tuple[tuple[str, str, int], ...] = (
     # (the DAG processor and the triggerer use an in-process one).
     ("airflow-scheduler", "airflow-api-server", 8080),
 )
+# Prometheus scraping the node certificates' exporter (platform_certs.py), when it runs.
+FLOWS_NODE_CERTS: tuple[tuple[str, str, int], ...] = (("prometheus", "mlops-cert-exporter", 9101),)
+# Servers in a namespace of their own, named <namespace><suffix>: their ingress policy lives
+# there, and both sides name the other's namespace (the exporter's hostPath needs a privileged one).
+OWN_NAMESPACE = {"mlops-cert-exporter": "-node-certs"}
 
 
 def _policy(namespace: str, name: str, spec: dict[str, Any]) -> Obj:
@@ -53,14 +58,23 @@ def _policy(namespace: str, name: str, spec: dict[str, Any]) -> Obj:
 def network_policies(namespace: str, settings: dict[str, Any] | None = None) -> list[Obj]:
     ingress: dict[str, list[Obj]] = defaultdict(list)
     egress: dict[str, list[Obj]] = defaultdict(list)
-    flows = FLOWS + (FLOWS_GRAFANA if (settings or {}).get("grafana_image") else ())
+    settings = settings or {}
+    flows = FLOWS + (FLOWS_GRAFANA if settings.get("grafana_image") else ())
+    flows += FLOWS_NODE_CERTS if (settings.get("cert_exporter") or {}).get("root") else ()
     for client, server, port in flows:
         ports = [{"protocol": "TCP", "port": port}]
-        ingress[server].append({"from": [{"podSelector": {"matchLabels": selector(client)}}], "ports": ports})
-        egress[client].append({"to": [{"podSelector": {"matchLabels": selector(server)}}], "ports": ports})
+        client_peer: Obj = {"podSelector": {"matchLabels": selector(client)}}
+        server_peer: Obj = {"podSelector": {"matchLabels": selector(server)}}
+        if server in OWN_NAMESPACE:
+            client_peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            server_peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace + OWN_NAMESPACE[server]}}
+        ingress[server].append({"from": [client_peer], "ports": ports})
+        egress[client].append({"to": [server_peer], "ports": ports})
     objects = [
         _policy(
-            namespace, f"{server}-ingress", {"podSelector": {"matchLabels": selector(server)}, "policyTypes": ["Ingress"], "ingress": rules}
+            namespace + OWN_NAMESPACE.get(server, ""),
+            f"{server}-ingress",
+            {"podSelector": {"matchLabels": selector(server)}, "policyTypes": ["Ingress"], "ingress": rules},
         )
         for server, rules in sorted(ingress.items())
     ]

@@ -38,6 +38,7 @@ from k8s_objects import (
     stateful_set,
     template,
 )
+from platform_certs import cert_exporter_objects
 from platform_grafana import grafana_objects
 from platform_monitoring import prometheus_objects
 from platform_policies import network_policies
@@ -444,8 +445,11 @@ def platform_objects(settings: dict[str, Any]) -> dict[str, list[Obj]]:
 
     settings = plain(settings)
     p = Platform(settings)
+    policies = network_policies(p.ns, settings)
+    # Policies of another namespace (the node certificates' exporter's) go with that namespace.
+    elsewhere = [policy for policy in policies if policy["metadata"]["namespace"] != p.ns]
     files = {
-        "10-policies.yaml": network_policies(p.ns, settings),
+        "10-policies.yaml": [policy for policy in policies if policy not in elsewhere],
         "20-postgres.yaml": p.postgres(),
         "21-postgres-init.yaml": p.postgres_init(),
         "30-seaweedfs.yaml": p.seaweedfs(),
@@ -456,9 +460,10 @@ def platform_objects(settings: dict[str, Any]) -> dict[str, list[Obj]]:
         "51-airflow.yaml": p.airflow(),
         "60-prometheus.yaml": prometheus_objects(p),
         "61-grafana.yaml": grafana_objects(p, settings["grafana_dashboard"]),
+        "62-node-certs.yaml": cert_exporter_objects(p, elsewhere),
         "65-backup.yaml": backup_objects(p),
     }
-    return {name: objects for name, objects in files.items() if objects}  # Grafana, backups: only when wanted
+    return {name: objects for name, objects in files.items() if objects}  # Grafana, backups, node certs: only when wanted
 
 
 class FilterModule:

@@ -9,8 +9,10 @@ import re
 import secrets
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -261,6 +263,20 @@ def test_platform_services_and_verify_playbooks_run_on_the_cluster(cluster: clie
     for name in ("platform.yml", "services.yml", "verify.yml"):
         _, output = playbook(name)
     assert "verified" in output
+
+
+def test_prometheus_reads_the_node_certificates_expiry(cluster: client.CoreV1Api) -> None:
+    """mlops-cert-exporter (DaemonSet, hostPath of tools/e2e/pki.sh's folder) scraped by the
+    platform's Prometheus: every certificate of the node, each expiring when openssl says."""
+    query = urllib.parse.urlencode({"query": 'mlops_k3s_certificate_expiry_timestamp_seconds{job="k3s-certificates"}'})
+    with urllib.request.urlopen(f"http://10.234.0.205:9090/api/v1/query?{query}", timeout=30) as answer:
+        series = json.load(answer)["data"]["result"]
+    found = {Path(s["metric"]["file"]).name: float(s["value"][1]) for s in series}
+    assert {p.name for p in (STATE / "pki").glob("*.crt")} == set(found), found
+    assert {s["metric"]["node"] for s in series} == {node.metadata.name for node in cluster.list_node().items}
+    end = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-in", str(STATE / "pki" / "ca.crt")], capture_output=True, text=True)
+    expected = datetime.strptime(end.stdout.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC).timestamp()
+    assert found["ca.crt"] == expected
 
 
 def test_a_second_run_changes_nothing(cluster: client.CoreV1Api) -> None:

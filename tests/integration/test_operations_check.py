@@ -14,6 +14,7 @@ downgrade, an unknown node, an unconfirmed restore) must stop before any node is
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -195,4 +196,32 @@ def test_etcd_restore_needs_the_named_confirmation_and_in_check_stops_nothing(la
     assert result.returncode == 0, result.output
     for task in ("Stop K3s on every server", "Start K3s on mmop-s1", "Move the old etcd data aside on mmop-s3"):
         assert f"TASK [k3s : {task}]" in result.output, task
+    assert_untouched(lab)
+
+
+def test_rotate_certs_needs_the_named_confirmation_and_in_check_restarts_nothing(lab):
+    refused = check(lab, "playbooks/rotate-certs.yml", "-e", "rotate_certs_confirm=ops/prod")
+    assert refused.returncode != 0
+    assert "pass -e rotate_certs_confirm=ops/dev (mlops_cluster_name/mlops_environment) to confirm" in refused.output
+    assert "PLAY [Rotate the servers' certificates, one at a time]" not in refused.output
+    result = check(lab, "playbooks/rotate-certs.yml", "-e", "rotate_certs_confirm=ops/dev")
+    out = result.output
+    assert result.returncode == 0, out
+    # One node at a time (a play batch each): servers stopped, rotated (a command: --check skips it) and
+    # started; then the agent, which skips both and is restarted.
+    servers, agent = out.split("PLAY [Restart the agents for new certificates, one at a time]")
+
+    def did(text: str, task: str, result: str, name: str) -> bool:
+        return re.search(rf"TASK \[k3s : {re.escape(task)}\] \**\n{result}: \[{name}\]", text) is not None
+
+    # The start finds the unit running (--check stopped nothing): ok, not changed.
+    for task, result in (
+        ("Stop K3s before its certificates are moved aside", "changed"),
+        ("Start K3s, which issues the new certificates", "ok"),
+    ):
+        assert all(did(servers, task, result, name) for name in NODES if name != "mmop-a1"), task
+    assert did(agent, "Start K3s, which issues the new certificates", "changed", "mmop-a1")
+    assert did(agent, "Stop K3s before its certificates are moved aside", "skipping", "mmop-a1")
+    assert "PLAY [Restart the agents for new certificates, one at a time]" in out
+    assert "PLAY [Refresh the controller's kubeconfig]" in out
     assert_untouched(lab)

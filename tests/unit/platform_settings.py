@@ -29,6 +29,7 @@ SETTINGS = {
     "nodes": ["prod-server1", "prod-agent1"],
     "grafana_image": "",
     "grafana_dashboard": "{}",
+    "cert_exporter": {"root": "/var/lib/rancher/k3s", "globs": ["server/tls/**/*.crt", "agent/*.crt"], "selinux_type": "spc_t"},
     "backup": {
         "schedule": DEFAULTS["platform_backup_schedule"],
         "keep": DEFAULTS["platform_backup_keep"],

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import json
 
+import platform_certs
 import platform_credentials as pc
 import platform_policies
 import platform_services
 import platform_stack as ps
 import pytest
+import yaml
 from platform_settings import SETTINGS
 
 
@@ -22,7 +24,7 @@ def pod_templates() -> dict[str, dict]:
     """Pod template per workload name (Jobs by their component name)."""
     out = {}
     for obj in everything():
-        if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
+        if obj["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
             out[obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]] = obj["spec"]["template"]
         elif obj["kind"] == "CronJob":
             pod = obj["spec"]["jobTemplate"]["spec"]["template"]
@@ -33,7 +35,8 @@ def pod_templates() -> dict[str, dict]:
 def test_every_container_is_hardened_sized_and_pinned():
     for name, pod in pod_templates().items():
         spec = pod["spec"]
-        assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] > 0, name
+        if name != platform_certs.NAME:  # root for K3s's root-only folders (below)
+            assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] > 0, name
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
         for box in spec["containers"]:
             where = f"{name}/{box['name']}"
@@ -44,6 +47,36 @@ def test_every_container_is_hardened_sized_and_pinned():
             assert context["readOnlyRootFilesystem"] is True, where
             if spec.get("restartPolicy") not in ("OnFailure", "Never"):  # long-running: probed
                 assert "readinessProbe" in box or "livenessProbe" in box, where
+
+
+def test_the_certificate_exporter_reads_the_host_folder_read_only_in_its_own_privileged_namespace():
+    objects = ps.platform_objects(SETTINGS)["62-node-certs.yaml"]
+    namespace, pod = objects[0], pod_templates()[platform_certs.NAME]
+    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "mlops-prod-node-certs"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert {o["metadata"]["namespace"] for o in objects[1:]} == {"mlops-prod-node-certs"}
+    # Its ingress policy comes with its namespace, not with the environment's (applied before it exists).
+    assert "mlops-cert-exporter-ingress" in {o["metadata"]["name"] for o in objects}
+    assert all(o["metadata"]["namespace"] == "mlops-prod" for o in ps.platform_objects(SETTINGS)["10-policies.yaml"])
+    spec, (box,) = pod["spec"], pod["spec"]["containers"]
+    assert spec["volumes"] == [{"name": "certs", "hostPath": {"path": "/var/lib/rancher/k3s", "type": "Directory"}}]
+    assert box["volumeMounts"] == [{"name": "certs", "mountPath": "/var/lib/rancher/k3s", "readOnly": True}]
+    assert box["securityContext"]["capabilities"] == {"drop": ["ALL"]} and box["securityContext"]["readOnlyRootFilesystem"]
+    assert spec["automountServiceAccountToken"] is False and spec["tolerations"] == [{"operator": "Exists"}]
+    assert box["args"] == ["--root=/var/lib/rancher/k3s", "--glob=server/tls/**/*.crt", "--glob=agent/*.crt", "--port=9101"]
+    config = yaml.safe_load(ps.platform_objects(SETTINGS)["60-prometheus.yaml"][3]["data"]["prometheus.yml"])
+    job = [j for j in config["scrape_configs"] if j["job_name"] == "k3s-certificates"]
+    assert job[0]["dns_sd_configs"][0]["names"] == ["mlops-cert-exporter.mlops-prod-node-certs.svc"]
+
+
+def test_no_certificate_exporter_when_its_root_is_empty():
+    settings = {**SETTINGS, "cert_exporter": {**SETTINGS["cert_exporter"], "root": ""}}
+    files = ps.platform_objects(settings)
+    assert "62-node-certs.yaml" not in files
+    assert "k3s-certificates" not in files["60-prometheus.yaml"][3]["data"]["prometheus.yml"]
+    assert "mlops-cert-exporter" not in json.dumps(files["10-policies.yaml"])
+    with pytest.raises(ValueError, match="absolute host path"):
+        ps.platform_objects({**SETTINGS, "cert_exporter": {**SETTINGS["cert_exporter"], "root": "var/lib"}})
 
 
 def test_only_pods_that_use_the_kubernetes_api_get_a_token():
@@ -83,7 +116,8 @@ def test_network_policies_allow_exactly_the_platform_flows():
     ingress: every pair and port the policies allow must be a flow of FLOWS, and every flow allowed."""
     pods = {name: pod["metadata"]["labels"] for name, pod in pod_templates().items()}
     policies = [o for o in everything() if o["kind"] == "NetworkPolicy"]
-    ports = {port for _, _, port in platform_policies.FLOWS}
+    flows = set(platform_policies.FLOWS + platform_policies.FLOWS_NODE_CERTS)
+    ports = {port for _, _, port in flows}
 
     def allowed(direction: str, subject: str, peer: str, port: int) -> bool:
         peer_key = "from" if direction == "ingress" else "to"
@@ -102,8 +136,8 @@ def test_network_policies_allow_exactly_the_platform_flows():
         for port in ports
         if allowed("egress", client, server, port) and allowed("ingress", server, client, port)
     }
-    assert seen == set(platform_policies.FLOWS)
-    assert {c for c, _, _ in platform_policies.FLOWS} | {s for _, s, _ in platform_policies.FLOWS} <= set(pods)
+    assert seen == flows
+    assert {c for c, _, _ in flows} | {s for _, s, _ in flows} <= set(pods)
 
 
 def test_jobs_are_named_by_content_and_stable():

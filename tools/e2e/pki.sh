@@ -8,7 +8,7 @@ dir=$1 kubectl=$2 node_name=$3 node_ip=$4 service_ip=$5
 mkdir -p "$dir"
 cd "$dir"
 umask 077
-days=30  # a test cluster lives for minutes; nothing here should outlast a month
+days=60  # a test cluster lives for minutes; over 30 days, when K3sCertificateExpiresSoon warns
 
 openssl genrsa -out ca.key 2048 2>/dev/null
 openssl req -x509 -new -key ca.key -subj "/CN=mlops-e2e-ca" -days "$days" -out ca.crt \

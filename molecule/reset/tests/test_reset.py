@@ -208,31 +208,20 @@ def test_second_reset_changes_nothing(play, reset):
     assert changed == 0
 
 
+def wipe(play, confirm: str, **kwargs):
+    """reset.yml asked to wipe the data, with ``confirm`` as the wipe's confirmation."""
+    extra = ("-e", f"reset_confirm={CONFIRM}", "-e", "reset_wipe_data=true", "-e", f"reset_wipe_data_confirm={confirm}")
+    return play(str(ROOT / "playbooks/reset.yml"), *extra, **kwargs)
+
+
 def test_wipe_with_a_wrong_confirmation_is_refused(host, play, reset, written):
-    _, output = play(
-        str(ROOT / "playbooks/reset.yml"),
-        "-e",
-        f"reset_confirm={CONFIRM}",
-        "-e",
-        "reset_wipe_data=true",
-        "-e",
-        "reset_wipe_data_confirm=molecule/prod",
-        expect_rc=2,
-    )
+    _, output = wipe(play, "molecule/prod", expect_rc=2)
     assert "reset_wipe_data_confirm" in output and f"'{CONFIRM}'" in output
     assert tree_state(host) == written and host.file(SNAPSHOT).exists
 
 
 def test_confirmed_wipe_deletes_the_export_tree_and_snapshots(host, play, reset):
-    play(
-        str(ROOT / "playbooks/reset.yml"),
-        "-e",
-        f"reset_confirm={CONFIRM}",
-        "-e",
-        "reset_wipe_data=true",
-        "-e",
-        f"reset_wipe_data_confirm={CONFIRM}",
-    )
+    wipe(play, CONFIRM)
     assert not host.file(TREE).exists
     assert not host.file("/var/lib/rancher").exists
     # Backups are never part of a wipe.
