@@ -21,6 +21,42 @@ POOLS_FILE = "mlops-metallb-pools.yaml"
 STATIC_CHARTS = "https://%{KUBERNETES_API}%/static/charts"
 
 
+# Each chart's images, written into its values so that the rendered HelmChart names every image
+# it runs (build/<env>/images.txt reads them from there). The tags are the pinned charts' own
+# defaults: the deployment does not change, and a new chart version must say its images here.
+CSI_NFS_IMAGES = {
+    "v4.11.0": {
+        "nfs": "registry.k8s.io/sig-storage/nfsplugin:v4.11.0",
+        "csiProvisioner": "registry.k8s.io/sig-storage/csi-provisioner:v5.2.0",
+        "csiResizer": "registry.k8s.io/sig-storage/csi-resizer:v1.13.1",
+        # The controller's snapshot sidecar (controller.enableSnapshotter, on by default).
+        "csiSnapshotter": "registry.k8s.io/sig-storage/csi-snapshotter:v8.2.0",
+        "livenessProbe": "registry.k8s.io/sig-storage/livenessprobe:v2.15.0",
+        "nodeDriverRegistrar": "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.13.0",
+    },
+}
+
+
+def _image_values(ref: str) -> dict[str, str]:
+    repository, tag = ref.rsplit(":", 1)
+    return {"repository": repository, "tag": tag}
+
+
+def metallb_image(component: str, version: str) -> dict[str, str]:
+    """MetalLB's chart tags its images with its own version (appVersion v<version>)."""
+    return _image_values(f"quay.io/metallb/{component}:v{version.lstrip('v')}")
+
+
+def csi_nfs_images(version: str) -> dict[str, dict[str, str]]:
+    if version not in CSI_NFS_IMAGES:
+        raise ValueError(
+            f"csi-driver-nfs chart {version} has no image list in plugins/filter/cluster_addons.py (CSI_NFS_IMAGES): "
+            f"add the images of its values.yaml (image.*.repository and tag), or set cluster_addons_csi_nfs_version to "
+            f"{', '.join(sorted(CSI_NFS_IMAGES))}"
+        )
+    return {name: _image_values(ref) for name, ref in CSI_NFS_IMAGES[version].items()}
+
+
 def chart_file(name: str, version: str) -> str:
     return f"{name}-{version}.tgz"
 
@@ -69,8 +105,8 @@ def metallb(settings: dict[str, Any]) -> list[dict[str, Any]]:
     ns["metadata"]["labels"]["pod-security.kubernetes.io/audit"] = "privileged"
     values = {
         # Layer 2 only: no FRR container to pull or run.
-        "speaker": {"frr": {"enabled": False}},
-        "controller": {"logLevel": "info"},
+        "speaker": {"frr": {"enabled": False}, "image": metallb_image("speaker", settings["metallb"]["version"])},
+        "controller": {"logLevel": "info", "image": metallb_image("controller", settings["metallb"]["version"])},
     }
     chart = helm_chart(
         "metallb", settings["metallb"]["repo"], settings["metallb"]["version"], METALLB_NAMESPACE, values, settings["airgap"]
@@ -111,6 +147,7 @@ def csi_nfs(settings: dict[str, Any]) -> list[dict[str, Any]]:
         "controller": {"replicas": 1, "runOnControlPlane": True},
         "externalSnapshotter": {"enabled": False},
         "kubeletDir": "/var/lib/kubelet",
+        "image": csi_nfs_images(settings["csi_nfs"]["version"]),
     }
     return [
         helm_chart("csi-driver-nfs", settings["csi_nfs"]["repo"], settings["csi_nfs"]["version"], "kube-system", values, settings["airgap"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cluster_addons as ca
 import network_plan
+import pytest
 import yaml
 
 PLAN = network_plan.network_plan(
@@ -108,4 +109,18 @@ def test_manifest_is_multi_document_yaml_with_readable_values():
     docs = list(yaml.safe_load_all(text))
     assert [d["kind"] for d in docs] == ["Namespace", "HelmChart"]
     assert "valuesContent: |" in text
-    assert yaml.safe_load(docs[1]["spec"]["valuesContent"]) == {"controller": {"logLevel": "info"}, "speaker": {"frr": {"enabled": False}}}
+    assert yaml.safe_load(docs[1]["spec"]["valuesContent"]) == {
+        "controller": {"logLevel": "info", "image": {"repository": "quay.io/metallb/controller", "tag": "v0.15.2"}},
+        "speaker": {"frr": {"enabled": False}, "image": {"repository": "quay.io/metallb/speaker", "tag": "v0.15.2"}},
+    }
+
+
+def test_charts_pin_their_images_in_their_values():
+    """The pinned chart versions' own image defaults, written out so images.txt can list them;
+    a chart version without a list stops with the fix."""
+    csi = yaml.safe_load(ca.csi_nfs(SETTINGS)[0]["spec"]["valuesContent"])["image"]
+    assert csi["nfs"] == {"repository": "registry.k8s.io/sig-storage/nfsplugin", "tag": "v4.11.0"}
+    assert set(csi) == {"nfs", "csiProvisioner", "csiResizer", "csiSnapshotter", "livenessProbe", "nodeDriverRegistrar"}
+    assert ca.metallb_image("speaker", "v0.15.2") == {"repository": "quay.io/metallb/speaker", "tag": "v0.15.2"}
+    with pytest.raises(ValueError, match=r"csi-driver-nfs chart v9\.9\.9 has no image list.*CSI_NFS_IMAGES"):
+        ca.csi_nfs({**SETTINGS, "csi_nfs": {"version": "v9.9.9", "repo": "x"}})
