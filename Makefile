@@ -36,7 +36,7 @@ export MLOPS_STATE_DIR
 # first, then QEMU VMs where the kernel matters. The single-VM scenarios run side by side
 # (one emulated CPU each); hosts-multi (three VMs) and api-vip (four) each run alone.
 MOLECULE_SCENARIOS := firewall selinux
-MOLECULE_VM_SCENARIOS := common iscsi nfs_server reset
+MOLECULE_VM_SCENARIOS := common iscsi nfs_server reset first-run
 MOLECULE_MULTI_SCENARIOS := hosts-multi api-vip
 VM_HOST_PACKAGES := qemu-system-x86 qemu-utils e2fsprogs
 run-scenarios = for scenario in $(1); do \
