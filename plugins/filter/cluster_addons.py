@@ -57,6 +57,14 @@ def csi_nfs_images(version: str) -> dict[str, dict[str, str]]:
     return {name: _image_values(ref) for name, ref in CSI_NFS_IMAGES[version].items()}
 
 
+def addon_images(settings: dict[str, Any]) -> list[str]:
+    """Every image the add-ons run, as references: what an air-gap bundle must carry."""
+    version = str(settings["metallb"]["version"])
+    metallb = [metallb_image(component, version) for component in ("controller", "speaker")]
+    csi = csi_nfs_images(str(settings["csi_nfs"]["version"])).values()
+    return sorted(f"{image['repository']}:{image['tag']}" for image in [*metallb, *csi])
+
+
 def chart_file(name: str, version: str) -> str:
     return f"{name}-{version}.tgz"
 
@@ -328,4 +336,5 @@ class FilterModule:
             "mlops_environment_namespaces": environment_namespaces,
             "mlops_to_manifest": to_manifest,
             "mlops_chart_files": chart_files,
+            "mlops_addon_images": addon_images,
         }

@@ -5,9 +5,14 @@ operations checks share it."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
+import json
 import os
 import shutil
 import subprocess
+import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +22,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ROOT / "molecule" / "testhosts" / "nspawn-host.sh"
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+from cluster_addons import addon_images  # noqa: E402  (the filters' folder is on the path just above)
+
+ADDON_IMAGES = addon_images({"metallb": {"version": "0.15.2"}, "csi_nfs": {"version": "v4.11.0"}})
 BUNDLE_FILES = ("k3s", "images/k3s-airgap-images-amd64.tar.zst", "charts/metallb-0.15.2.tgz", "charts/csi-driver-nfs-v4.11.0.tgz")
 
 needs_nspawn = pytest.mark.skipif(
@@ -52,9 +61,19 @@ def hosts(nodes: dict[str, tuple[str, str]], key: Path) -> Iterator[None]:
 def placeholder_bundle(folder: Path) -> Path:
     """An air-gap bundle of placeholder files: --check compares checksums and never runs them."""
     bundle = folder / "bundle"
+    content = b"placeholder: --check only compares checksums, nothing runs this\n"
     for rel in BUNDLE_FILES:
         (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
-        (bundle / rel).write_text("placeholder: --check only compares checksums, nothing runs this\n")
+        (bundle / rel).write_bytes(content)
+    # The release's own checksum file, which the first phase checks the bundle against.
+    digest = hashlib.sha256(content).hexdigest()
+    (bundle / "sha256sum-amd64.txt").write_text(f"{digest}  k3s\n{digest}  k3s-airgap-images-amd64.tar.zst\n")
+    # One archive whose manifest names every add-on image, as skopeo's docker-archive does.
+    manifest = json.dumps([{"Config": "config.json", "RepoTags": ADDON_IMAGES, "Layers": []}]).encode()
+    with tarfile.open(bundle / "images" / "addons.tar", "w") as archive:
+        entry = tarfile.TarInfo("manifest.json")
+        entry.size = len(manifest)
+        archive.addfile(entry, io.BytesIO(manifest))
     return bundle
 
 

@@ -13,6 +13,7 @@ downgrade, an unknown node, an unconfirmed restore) must stop before any node is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -181,6 +182,60 @@ def test_etcd_snapshot_check_finds_a_live_server_and_changes_nothing(lab):
     assert "check_mode: true" in result.output and "server: mmop-s1" in result.output
     bad = check(lab, str(lab["tmp"] / "etcd_snapshot.yml"), "-e", "k3s_etcd_snapshot_name=nightly")
     assert bad.returncode != 0 and "must be letters, digits" in bad.output
+    assert_untouched(lab)
+
+
+ETCD_MEMBER = "/var/lib/rancher/k3s/server/db/etcd/member"
+# cluster.yml's add-ons need an NFS server to name; this lab has none in its inventory.
+NFS = ("-e", "cluster_addons_nfs_server=10.231.0.45")
+
+
+@contextlib.contextmanager
+def etcd_data(lab, *servers: str):
+    """A stand-in etcd member folder on each of servers (no file of the lab's state), removed afterwards."""
+    try:
+        for name in servers:
+            assert ssh(lab["key"], NODES[name][1], f"mkdir -p {ETCD_MEMBER}").returncode == 0
+        yield
+    finally:
+        for name in servers:
+            ssh(
+                lab["key"],
+                NODES[name][1],
+                "rm -rf /var/lib/rancher/k3s/server/db/etcd; rmdir -p /var/lib/rancher/k3s/server/db 2>/dev/null; true",
+            )
+
+
+def test_a_rebuilt_first_server_joins_the_cluster_another_server_holds(lab):
+    # mmop-s1 holds no etcd data, as after a rebuild; mmop-s2 does. No API address: joins name a server.
+    with etcd_data(lab, "mmop-s2"):
+        result = check(lab, "playbooks/cluster.yml", "--diff", "--tags", "k3s", "-e", "k3s_api_endpoint=", *NFS)
+    out = result.output
+    assert result.returncode == 0, out
+    assert "etcd data on mmop-s2: the cluster exists" in out
+    assert "mmop-s1 joins through https://10.231.0.42:6443, token from mmop-s2" in out
+    # Nobody starts a second cluster; mmop-s1, mmop-s3 and the agent join through mmop-s2.
+    assert "+cluster-init" not in out
+    assert out.count("+server: https://10.231.0.42:6443") == 3
+    assert_untouched(lab)
+
+
+def test_cluster_check_goes_on_without_the_first_server(lab, tmp_path):
+    # mmop-s1 is lost: its address answers no more (nothing listens on .47), and preflight is told to leave it out.
+    lost = tmp_path / "lost.yml"
+    lost.write_text(yaml.safe_dump({"all": {"children": {"k3s_server": {"hosts": {"mmop-s1": {"ansible_host": "10.231.0.47"}}}}}}))
+    with etcd_data(lab, "mmop-s2", "mmop-s3"):
+        result = check(lab, "playbooks/cluster.yml", "--diff", "-i", str(lost), "--limit", "!mmop-s1", *NFS)
+    out = result.output
+    assert result.returncode == 0, out
+    assert "etcd data on mmop-s2, mmop-s3: the cluster exists" in out and "not asked (unreachable): mmop-s1" in out
+    assert "+cluster-init" not in out and "+server: https://10.231.0.49:6443" in out
+    # The add-ons go through the first server that answers.
+    assert "Live servers: mmop-s2, mmop-s3" in out
+    hand = out.split("TASK [cluster_addons : Hand the add-ons to the K3s deploy controller]")[1].split("TASK [")[0]
+    assert "[mmop-s2]" in hand and "mmop-s3" not in hand
+    for name in ("mmop-s2", "mmop-s3", "mmop-a1"):
+        assert re.search(rf"{name}\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0", out), name
     assert_untouched(lab)
 
 

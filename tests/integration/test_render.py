@@ -86,6 +86,18 @@ def test_prod_render_has_every_node_and_the_ha_join_order(prod):
     assert (prod / "nodes/prod-agent1/k3s-agent.service").read_text().count("ExecStart=/usr/local/bin/k3s agent") == 1
 
 
+def test_only_the_named_bootstrap_server_starts_a_new_cluster(tmp_path):
+    # Render shows a new cluster (no server holds etcd data): the bootstrap server alone gets cluster-init,
+    # here one that is not the first, and the first joins like every other server.
+    out = tmp_path / "prod"
+    result = render("prod", out, "-e", "k3s_bootstrap_server=prod-server2")
+    assert result.returncode == 0, result.output
+    assert config(out, "prod-server2")["cluster-init"] is True
+    for node in ("prod-server1", "prod-server3", "prod-agent1"):
+        cfg = config(out, node)
+        assert cfg["server"] == "https://10.43.100.10:6443" and "cluster-init" not in cfg, node
+
+
 def test_no_token_is_ever_rendered(prod):
     for path in prod.rglob("*"):
         if path.is_file():
