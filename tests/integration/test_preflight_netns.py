@@ -207,7 +207,8 @@ def test_two_clean_hosts_pass_and_later_layers_skip_the_repeat(netns, tmp_path):
     # so no layer that changes hosts may run against them.
     a, b = netns("10.43.100.11/24"), netns("10.43.100.12/24")
     inventory = _multi_inventory(tmp_path, {"node1": ("k3s_server", a), "node2": ("k3s_agent", b)})
-    result = playbook("-i", str(inventory), "--tags", "preflight", playbook="site.yml")
+    # The layers' input checks are left out too: these hosts have no bundle and no way out.
+    result = playbook("-i", str(inventory), "--tags", "preflight", "--skip-tags", "cluster,platform,services", playbook="site.yml")
     out = result.output
     assert result.returncode == 0, out
     assert out.count("PLAY [Preflight]") == 6  # site.yml imports it, and so does each of the five layers
