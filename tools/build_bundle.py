@@ -20,7 +20,6 @@ there, before any host changes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -32,6 +31,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The checks the first phase of site.yml makes: the bundle is read the same way here.
+sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+from layer_inputs import release_sums, sha256_file  # noqa: E402  (on the path just above)
+
 ARCH = {"amd64": "", "arm64": "-arm64"}
 
 
@@ -43,14 +46,6 @@ def defaults(role: str) -> dict:
     return yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(url: str, dest: Path) -> Path:
     """``url`` to ``dest`` through a partial file, so an interrupted download leaves nothing."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -60,10 +55,6 @@ def download(url: str, dest: Path) -> Path:
         shutil.copyfileobj(response, out, 1 << 20)
     partial.replace(dest)
     return dest
-
-
-def release_sums(path: Path) -> dict[str, str]:
-    return {parts[1].lstrip("*"): parts[0] for parts in (line.split() for line in path.read_text().splitlines()) if len(parts) == 2}
 
 
 def k3s_release(out: Path, release_url: str, version: str, arch: str) -> dict[str, str]:
@@ -79,7 +70,7 @@ def k3s_release(out: Path, release_url: str, version: str, arch: str) -> dict[st
         if name not in sums:
             raise SystemExit(f"bundle: {sums_file.name} of {version} lists no {name}: is {version} a K3s release?")
         download(f"{base}/{name}", dest)
-        if (actual := sha256(dest)) != sums[name]:
+        if (actual := sha256_file(dest)) != sums[name]:
             dest.unlink()
             raise SystemExit(f"bundle: {name} has sha256 {actual}, the release's {sums_file.name} says {sums[name]}: download again")
         kept[name] = actual
@@ -96,10 +87,10 @@ def chart(out: Path, repo: str, name: str, version: str) -> dict[str, str]:
         raise SystemExit(f"bundle: {repo} has no {name} {version}")
     url = urllib.parse.urljoin(repo.rstrip("/") + "/", entry["urls"][0])
     dest = download(url, out / "charts" / f"{name}-{version}.tgz")
-    if entry.get("digest") and (actual := sha256(dest)) != entry["digest"]:
+    if entry.get("digest") and (actual := sha256_file(dest)) != entry["digest"]:
         dest.unlink()
         raise SystemExit(f"bundle: {dest.name} has sha256 {actual}, {repo}/index.yaml says {entry['digest']}")
-    return {dest.name: sha256(dest)}
+    return {dest.name: sha256_file(dest)}
 
 
 def platform_images(out: Path, images_dir: Path) -> dict[str, str]:
@@ -112,7 +103,7 @@ def platform_images(out: Path, images_dir: Path) -> dict[str, str]:
         if not source.is_file():
             raise SystemExit(f"bundle: {source} is missing: run `make images`")
         shutil.copy2(source, out / "images" / source.name)
-        kept[source.name] = sha256(out / "images" / source.name)
+        kept[source.name] = sha256_file(out / "images" / source.name)
     shutil.copy2(listing, out / "images" / "images.json")
     return kept
 
@@ -132,7 +123,7 @@ def addon_images(out: Path, image_list: Path | None, ours: set[str]) -> dict[str
         dest = out / "images" / f"addon-{ref.replace('/', '_').replace(':', '_').replace('@', '_')}.tar"
         log(f"{ref} -> {dest.name}")
         subprocess.run(["skopeo", "copy", "--quiet", f"docker://{ref}", f"docker-archive:{dest}:{ref}"], check=True)
-        kept[dest.name] = sha256(dest)
+        kept[dest.name] = sha256_file(dest)
     return kept
 
 

@@ -38,7 +38,7 @@ def _problem(field: str, problem: str, fix: str) -> dict[str, str]:
     return {"field": field, "problem": problem, "fix": fix}
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -46,7 +46,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _release_sums(path: Path) -> dict[str, str]:
+def release_sums(path: Path) -> dict[str, str]:
     """``sha256sum`` output (``<hex>  <name>``, ``*<name>`` in binary mode) as name -> hex."""
     sums = {}
     for line in path.read_text(errors="replace").splitlines():
@@ -86,7 +86,7 @@ def k3s_bundle_problems(bundle_dir: str, architectures: Iterable[str], k3s_versi
                 )
             )
             continue
-        sums = _release_sums(sums_file)
+        sums = release_sums(sums_file)
         images = next(
             (
                 root / "images" / f"k3s-airgap-images-{image_arch}{ext}"
@@ -109,7 +109,7 @@ def k3s_bundle_problems(bundle_dir: str, architectures: Iterable[str], k3s_versi
                 problems.append(
                     _problem(field, f"{sums_file.name} has no checksum for {name}: it is not this release's file list", BUNDLE_FIX)
                 )
-            elif (actual := _sha256(path)) != sums[name]:
+            elif (actual := sha256_file(path)) != sums[name]:
                 problems.append(
                     _problem(
                         field,
