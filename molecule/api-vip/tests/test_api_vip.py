@@ -181,7 +181,9 @@ def test_reset_removes_keepalived_and_the_address_from_the_survivors(request, ho
         str(Path(__file__).parents[1] / "remove.yml"),
     ]
     for run in ("first", "second"):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=600, env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+        )
         assert result.returncode == 0, result.stdout[-3000:]
         changed = sum(int(c) for c in re.findall(r"\bchanged=(\d+)", result.stdout.split("PLAY RECAP", 1)[-1]))
         assert (changed > 0) if run == "first" else (changed == 0), result.stdout[-3000:]
