@@ -87,14 +87,8 @@ def k3s_bundle_problems(bundle_dir: str, architectures: Iterable[str], k3s_versi
             )
             continue
         sums = release_sums(sums_file)
-        images = next(
-            (
-                root / "images" / f"k3s-airgap-images-{image_arch}{ext}"
-                for ext in IMAGE_SUFFIXES
-                if (root / "images" / f"k3s-airgap-images-{image_arch}{ext}").is_file()
-            ),
-            None,
-        )
+        archives = [root / "images" / f"k3s-airgap-images-{image_arch}{ext}" for ext in IMAGE_SUFFIXES]
+        images = next((path for path in archives if path.is_file()), None)
         wanted = [(root / f"k3s{suffix}", f"k3s{suffix}")]
         if images is None:
             problems.append(_problem(field, f"{root}/images has no k3s-airgap-images-{image_arch}.tar.zst (nor .tar.gz, .tar)", BUNDLE_FIX))
